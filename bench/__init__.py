@@ -1,0 +1,1 @@
+"""Gruppetto benchmarks: each module prints one JSON object with figures and targets."""

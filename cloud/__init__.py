@@ -1,0 +1,1 @@
+"""cloud: not built yet (see the project's issues)."""

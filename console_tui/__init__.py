@@ -1,0 +1,1 @@
+"""console_tui: not built yet (see the project's issues)."""

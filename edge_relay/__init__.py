@@ -1,0 +1,1 @@
+"""edge_relay: not built yet (see the project's issues)."""

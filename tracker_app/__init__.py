@@ -1,0 +1,1 @@
+"""tracker_app: not built yet (see the project's issues)."""
