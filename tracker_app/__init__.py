@@ -1,1 +1,1 @@
-"""tracker_app: not built yet (see the project's issues)."""
+"""The racer's tracker. So far: the simulated rider (simulate.py); see the project's issues."""

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.tracks import START_MS, realistic_track
 from sync_protocol.certificate import DeviceCertificate
 from sync_protocol.chain import device_id, public_key_bytes
 from sync_protocol.fix import Fix
+from tracker_app.simulate import START_MS, realistic_track
 
 DAY_MS = 86_400_000
 

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.tracks import START_MS, realistic_track
 from sync_protocol.batch import MAX_BATCH_BYTES, Batch, decode_batch, encode_batch, seal
 from sync_protocol.chain import genesis
 from sync_protocol.errors import DecodeError, LimitExceeded, LocalProtocolError, ProtocolError
 from sync_protocol.fix import Fix
 from sync_protocol.wire import put_uvarint
+from tracker_app.simulate import START_MS, realistic_track
 
 fixes_strategy = st.builds(
     lambda t0, rows: [

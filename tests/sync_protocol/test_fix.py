@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from bench.tracks import START_MS
 from sync_protocol.errors import InvalidFixError, ProtocolError
 from sync_protocol.fix import Fix, check_follows
+from tracker_app.simulate import START_MS
 
 
 def fix(seq: int = 1, t: int = START_MS, lat: float = 45.0, lon: float = 6.0, **kw: float) -> Fix:

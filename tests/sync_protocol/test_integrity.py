@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.tracks import START_MS
 from sync_protocol.ack import Ack
 from sync_protocol.batch import Batch, decode_batch, encode_batch, seal
 from sync_protocol.certificate import DeviceCertificate
@@ -29,6 +28,7 @@ from sync_protocol.events import (
 from sync_protocol.inbox import Inbox
 from sync_protocol.receiver import Receiver, ReceiverState
 from sync_protocol.session import SessionHello
+from tracker_app.simulate import START_MS
 
 NOW = START_MS
 

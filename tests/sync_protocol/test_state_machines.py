@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.tracks import START_MS, realistic_track
 from sync_protocol.ack import Ack
 from sync_protocol.batch import Batch, decode_batch, encode_batch, seal
 from sync_protocol.chain import genesis
@@ -27,6 +26,7 @@ from sync_protocol.events import (
 from sync_protocol.fix import Fix
 from sync_protocol.receiver import Receiver, ReceiverState
 from sync_protocol.sender import Sender, SenderState
+from tracker_app.simulate import START_MS, realistic_track
 
 SESSION = b"s" * 32
 

@@ -1,9 +1,10 @@
-"""A realistic 1 Hz cycling track, generated deterministically.
+"""A simulated rider: a realistic 1 Hz cycling track, generated deterministically.
 
 Speed follows gradient (slower uphill, faster down) with rider variation; heading drifts
 smoothly with occasional bends; GPS error is a correlated random walk (as real receivers
 produce: consecutive errors are similar), accuracy steps between a few values, and the
-timestamp jitters by a millisecond now and then. Used by tests and benchmarks alike.
+timestamp jitters by a millisecond now and then. Used by tests, benchmarks and the demo;
+the tracker's `sim` source will build on it.
 """
 
 from __future__ import annotations
