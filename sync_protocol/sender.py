@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from .ack import Ack
 from .chain import extend, genesis
-from .errors import LocalProtocolError
+from .errors import DecodeError, LocalProtocolError, ProtocolError
 from .fix import Fix, check_follows
 from .ranges import RangeSet
 from .wire import pack, unpack_array
@@ -83,8 +83,12 @@ class SenderState:
     def from_bytes(cls, data: bytes) -> SenderState:
         """Load what :meth:`to_bytes` wrote."""
         v = unpack_array(data, "sender state", 7, max_bytes=1 << 20)
-        fix = Fix(*v[4]) if v[4] else None
-        return cls(v[1], v[2], v[3], fix, RangeSet(tuple(r) for r in v[5]), v[6])
+        try:
+            fix = Fix(*v[4]) if v[4] else None
+            acked = RangeSet((int(a), int(b)) for a, b in v[5])
+            return cls(v[1], int(v[2]), bytes(v[3]), fix, acked, int(v[6]))
+        except (TypeError, ValueError, ProtocolError) as exc:
+            raise DecodeError(f"stored sender state is corrupt: {exc}") from None
 
 
 @dataclass(slots=True)
