@@ -1,1 +1,1 @@
-"""cloud: not built yet (see the project's issues)."""
+"""The cloud service: system of record, ingest, history and analytics (Starlette)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from cloud.cli import cloud
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gruppetto")
@@ -14,6 +16,9 @@ def main() -> None:
 
         gruppetto --help
     """
+
+
+main.add_command(cloud)
 
 
 @main.command()
@@ -38,3 +43,7 @@ def demo(offline_minutes: int, live_seconds: int) -> None:
     click.echo("figures: " + ", ".join(f"{k}={v:g}" for k, v in figures.items()))
     if not figures["exactly_once"]:
         raise click.ClickException("the cloud did not end with every fix exactly once")
+
+
+if __name__ == "__main__":
+    main()

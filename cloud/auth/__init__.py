@@ -1,0 +1,1 @@
+"""Who is calling: accounts, passwords, tokens, sessions, roles and rate limits."""

@@ -1,0 +1,74 @@
+"""``gruppetto cloud``: serve the cloud, and its administrative commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="GRUPPETTO_DATA",
+    default="gruppetto-data",
+    show_default=True,
+    help="Directory of the databases, keys and certificates (env GRUPPETTO_DATA).",
+)
+@click.option(
+    "--bind",
+    default="127.0.0.1:8000",
+    show_default=True,
+    envvar="GRUPPETTO_BIND",
+    help="TCP HOST:PORT for HTTP/1.1 and HTTP/2.",
+)
+@click.option(
+    "--quic-bind",
+    default=None,
+    envvar="GRUPPETTO_QUIC_BIND",
+    help="UDP HOST:PORT for HTTP/3 (needs TLS; a self-signed certificate is made).",
+)
+@click.option(
+    "--tls/--no-tls",
+    default=False,
+    show_default=True,
+    help="Serve HTTPS (self-signed in DATA/tls unless --certfile/--keyfile).",
+)
+@click.option("--certfile", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--keyfile", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.pass_context
+def cloud(
+    ctx: click.Context,
+    data_dir: Path,
+    bind: str,
+    quic_bind: str | None,
+    tls: bool,
+    certfile: Path | None,
+    keyfile: Path | None,
+) -> None:  # fmt: skip
+    """Run the cloud service (API, ingest, history) until Ctrl-C.
+
+    Plain HTTP by default for local use; --tls (or --certfile/--keyfile) adds HTTPS and
+    HTTP/2, and --quic-bind adds HTTP/3. Subcommands administer the data directory.
+
+    Example:
+
+        gruppetto cloud --data ./cloud-data --bind 127.0.0.1:8000
+    """
+    ctx.obj = data_dir
+    if ctx.invoked_subcommand is not None:
+        return
+    from .serve import ensure_self_signed, hypercorn_config, run
+    from .settings import Settings
+
+    if (certfile is None) != (keyfile is None):
+        raise click.UsageError("give both --certfile and --keyfile, or neither")
+    if (tls or quic_bind) and certfile is None:
+        certfile, keyfile = ensure_self_signed(data_dir)
+    settings = Settings.from_environ(data_dir=data_dir, secure_cookies=certfile is not None)
+    config = hypercorn_config(bind, quic_bind=quic_bind, certfile=certfile, keyfile=keyfile)
+    scheme = "https" if certfile else "http"
+    click.echo(f"gruppetto cloud: {scheme}://{bind}  data: {data_dir}", err=True)
+    run(settings, config)

@@ -1,0 +1,78 @@
+"""A real cloud server (the ``gruppetto cloud`` command) on loopback, shared per module."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class CloudServer:
+    """A running ``gruppetto cloud`` process."""
+
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, **kw: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, **kw)  # type: ignore[arg-type]
+
+    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``gruppetto cloud --data DIR ARGS`` (administrative subcommands)."""
+        return subprocess.run(
+            [sys.executable, "-m", "deploy.cli", "cloud", "--data", str(self.data_dir), *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=20)
+
+
+def start_cloud(data_dir: Path, *extra: str) -> CloudServer:
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = (data_dir / "server.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli", "cloud", "--data", str(data_dir),
+         "--bind", f"127.0.0.1:{port}", *extra],
+        env=env, stdout=log, stderr=log,
+    )  # fmt: skip
+    log.close()  # the child holds its own copy
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"cloud exited: {(data_dir / 'server.log').read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz/ready", timeout=1).status_code == 200:
+                return CloudServer(url, data_dir, process)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("cloud did not become ready in 30 s")
+
+
+@pytest.fixture(scope="module")
+def cloud_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudServer]:
+    server = start_cloud(tmp_path_factory.mktemp("cloud"))
+    yield server
+    server.stop()
