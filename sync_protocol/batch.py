@@ -240,11 +240,16 @@ def _undelta(values: list[int]) -> list[int]:
 
 
 def _dod(values: list[int]) -> list[int]:
-    return _delta(_delta(values))
+    """First value, first delta, then deltas of deltas."""
+    deltas = _delta(values)
+    return deltas[:2] + [b - a for a, b in itertools.pairwise(deltas[1:])]
 
 
 def _undod(values: list[int]) -> list[int]:
-    return _undelta(_undelta(values))
+    deltas = values[:2]
+    for v in values[2:]:
+        deltas.append(deltas[-1] + v)
+    return _undelta(deltas)
 
 
 def _heading_delta(values: list[int]) -> list[int]:

@@ -27,6 +27,7 @@ MIN_ELE_DM, MAX_ELE_DM = -5_000, 90_000
 """-500 m (Dead Sea shore and sensor error) to 9,000 m."""
 
 _CANONICAL = struct.Struct(">QqiiiHHI")
+_INT_FIELDS = ("seq", "t_ms", "lat_e7", "lon_e7", "ele_dm", "speed_cms", "heading_dd", "hacc_dm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class Fix:
     """Horizontal accuracy (1-sigma radius) in decimetres."""
 
     def __post_init__(self) -> None:
-        for name in ("seq", "t_ms", "lat_e7", "lon_e7", "ele_dm", "speed_cms", "heading_dd"):
+        for name in _INT_FIELDS:
             if type(getattr(self, name)) is not int:
                 raise InvalidFixError(f"fix field {name} must be an integer")
         _check(1 <= self.seq <= MAX_SEQ, self, "seq", "must be at least 1")

@@ -78,4 +78,16 @@ class Inbox:
                 "open its connection with a session hello",
                 reason="no-certificate",
             )
+        check_validity(self.certificates[batch.device_id], batch)
         return receiver, batch, receiver.receive(batch)
+
+
+def check_validity(certificate: DeviceCertificate, batch: Batch) -> None:
+    """Every fix must be recorded while the device's certificate was valid."""
+    first, last = batch.fixes[0].t_ms, batch.fixes[-1].t_ms
+    if first < certificate.not_before_ms or last > certificate.not_after_ms:
+        raise CertificateError(
+            f"fixes {batch.first_seq}..{batch.last_seq} were recorded outside the device "
+            "certificate's validity",
+            reason="outside-validity",
+        )

@@ -5,8 +5,8 @@ ends. The segment that starts at seq 1 is the verified prefix (the cumulative ac
 fix sent ahead of a backlog forms a verified segment of its own (it carries ``prev_hash``
 and a signature), shown at once and joined to the prefix when the backfill arrives and its
 computed head equals that ``prev_hash``. A *provisional* segment holds live fixes checked
-only by session MAC; the next signed head, which covers them through the chain, verifies
-them all at once.
+only by session MAC, right after the newest verified segment (the live head); the next
+signed head, which covers them through the chain, verifies them all at once.
 
 ``receive()`` either returns events or raises a RemoteProtocolError; when it raises, the
 state is unchanged. The caller stores what the events say, commits, persists
@@ -234,21 +234,25 @@ class Receiver:
         return self._fold(batch, seg, new, hashes)
 
     def _continues_prefix(self, seg: Segment | None, batch: Batch) -> bool:
-        """May a MAC-only batch attach here? Only right after the verified prefix."""
+        """May a MAC-only batch attach here? Only at the live head: after the newest
+        verified segment (or the provisional run that already extends it)."""
         st = self.state
         if seg is None:
             return batch.first_seq == 1 and not st.segments and st.provisional is None
-        return seg is st.provisional or (seg.first_seq == 1 and seg.last_seq == self.acked_seq)
+        if seg is st.provisional:
+            return True
+        head = max(st.segments, key=lambda s: s.last_seq, default=None)
+        return st.provisional is None and seg is head
 
     def _fold(
         self, batch: Batch, seg: Segment | None, new: Segment, hashes: list[bytes]
     ) -> list[Event]:
         st = self.state
-        st.highest_seen = max(st.highest_seen, batch.last_seq)
         fresh = tuple(f for f in batch.fixes if f.seq >= new.first_seq)
-        if not batch.signed:  # provisional: extends the prefix or the provisional run
+        if not batch.signed:  # provisional: extends the live head or the provisional run
             prov = st.provisional
             st.provisional = _extended(prov, new) if seg is prov and prov is not None else new
+            st.highest_seen = max(st.highest_seen, batch.last_seq)
             return [FixesAccepted(fresh, False)]
         events: list[Event] = []
         segments = [s for s in st.segments if s is not seg]
@@ -284,6 +288,7 @@ class Receiver:
         )
         st.segments = sorted([*rest, merged], key=lambda s: s.first_seq)
         st.provisional = prov
+        st.highest_seen = max(st.highest_seen, batch.last_seq)
         return [e for e in events if not (isinstance(e, FixesAccepted) and not e.fixes)]
 
     @staticmethod

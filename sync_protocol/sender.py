@@ -22,6 +22,7 @@ receiver answers "duplicate").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .ack import Ack
@@ -125,6 +126,7 @@ class Sender:
         self._provisional_ms = 0
         self._rto = rto_ms
         self._session = False
+        self._connection = 0
 
     def record(self, fix: Fix) -> bytes:
         """Take the next fix (after the caller stored it) and return its chain hash.
@@ -141,12 +143,19 @@ class Sender:
         st.recorded_seq, st.last_fix = fix.seq, fix
         return st.head_hash
 
-    def connected(self, *, session: bool) -> None:
-        """A new connection (to the same or another receiver): start its bookkeeping."""
+    def connected(self, *, session: bool) -> int:
+        """A new connection (to the same or another receiver): start its bookkeeping.
+
+        Returns the connection's number: pass it to :meth:`on_ack` so an ack that arrives
+        late from an earlier connection still counts as durable, but says nothing about
+        what the current receiver holds.
+        """
         self._in_flight.clear()
         self._peer = RangeSet()
         self._provisional_seq = 0
         self._session = session
+        self._connection += 1
+        return self._connection
 
     @property
     def waiting(self) -> int:
@@ -187,16 +196,18 @@ class Sender:
         for first, last in todo:
             for start in range(first, last + 1, self.batch_size):
                 end = min(last, start + self.batch_size - 1)
-                sends.append(Send(start, end, self._needs_prev(start), signed=True))
+                sends.append(Send(start, end, self._needs_prev(start, sends), signed=True))
         return self._launch(sends, now_ms)
 
-    def _needs_prev(self, first: int) -> bool:
+    def _needs_prev(self, first: int, planned: Sequence[Send] = ()) -> bool:
+        """Will the receiver lack fix ``first - 1``? (Not if it holds it or it is on its way.)"""
         if first == 1:
             return False
         before = first - 1
+        on_the_way = [f.send for f in self._in_flight] + list(planned)
         return not (
             self._peer.covers(before, before)
-            or any(f.send.first_seq <= before <= f.send.last_seq for f in self._in_flight)
+            or any(s.first_seq <= before <= s.last_seq for s in on_the_way)
             or (self._provisional_seq and before <= self._provisional_seq)
         )
 
@@ -206,10 +217,19 @@ class Sender:
             self._in_flight.append(_InFlight(send, now_ms, rto))
         return sends
 
-    def on_ack(self, ack: Ack, now_ms: int) -> None:
-        """Fold in a receiver's ack; a stale or foreign ack is ignored."""
+    def on_ack(self, ack: Ack, now_ms: int, connection: int | None = None) -> None:
+        """Fold in a receiver's ack; a foreign or impossible ack is ignored.
+
+        ``connection`` (from :meth:`connected`) marks where the ack came from; an ack from
+        an earlier connection only records what is durable there.
+        """
         st = self.state
         if ack.device_id != st.device_id or ack.acked_seq > st.recorded_seq:
+            return
+        if connection is not None and connection != self._connection:
+            for first, last in RangeSet([(1, ack.acked_seq), *ack.held]):
+                if first <= last <= st.recorded_seq:
+                    st.acked.add(first, last)
             return
         if ack.acked_seq > st.acked_seq:
             self._rto = self.rto_ms  # progress: back to the base timeout

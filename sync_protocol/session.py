@@ -3,7 +3,7 @@
 A tracker opens each connection to a relay (or the cloud) with a hello carrying its device
 certificate and a fresh 32-byte session key, signed by its device key. The transport (QUIC,
 TLS 1.3) keeps the key secret. After one Ed25519 verification the receiver checks each live
-1-fix batch with an HMAC under that key (about a microsecond) instead of a signature
+1-fix batch with an HMAC under that key (about 2 µs) instead of a signature
 (about 130 µs): the relay can take thousands of live fixes per second per core, and the
 device's next signed head makes them permanent through the hash chain.
 """

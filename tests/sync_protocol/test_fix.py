@@ -41,6 +41,8 @@ def test_non_finite_readings_are_refused(bad: float) -> None:
 def test_non_integer_fields_are_refused() -> None:
     with pytest.raises(InvalidFixError, match="must be an integer"):
         Fix(1, START_MS, 1.5, 0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidFixError, match="hacc_dm must be an integer"):
+        Fix(1, START_MS, 0, 0, hacc_dm=5.5)  # type: ignore[arg-type]
 
 
 def test_heading_wraps_and_units_convert() -> None:

@@ -220,3 +220,24 @@ def test_receiver_state_round_trips(device) -> None:  # type: ignore[no-untyped-
     with pytest.raises(DecodeError, match="corrupt"):
         ReceiverState.from_bytes(b"\x96\x01\x02\x03\x04\x05\x06")
     assert public_key_bytes(device.key) == device.public
+
+
+def test_equivocation_is_refused_and_changes_nothing(device) -> None:  # type: ignore[no-untyped-def]
+    track = device.track(40)
+    rx = Receiver.for_certificate(device.cert)
+    rx.receive(signed(device, track[:30]))
+    rx.receive(signed(device, track[35:], hash_before(device, track, 36), include_prev=True))
+    before = rx.state.to_bytes()
+    other = [replace(f, ele_dm=f.ele_dm + 1) for f in track[30:35]]  # a second history
+    with pytest.raises(ChainError, match="equivocation"):
+        rx.receive(signed(device, other, hash_before(device, track, 31)))
+    assert rx.state.to_bytes() == before
+
+
+def test_fixes_outside_the_certificate_window_are_refused(cloud_key, device) -> None:  # type: ignore[no-untyped-def]
+    inbox = Inbox(cloud_key.public_key())
+    inbox.admit(device.cert, NOW)
+    late = [replace(f, t_ms=f.t_ms + 2 * 86_400_000) for f in device.track(3)]
+    with pytest.raises(CertificateError) as e:
+        inbox.receive(encode_batch(signed(device, late)))
+    assert e.value.reason == "outside-validity"

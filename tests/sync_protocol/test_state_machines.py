@@ -44,7 +44,10 @@ class Tracker:
 
     def restart(self) -> None:
         self.sender = Sender(SenderState.from_bytes(self.saved), **self.policy)
-        self.sender.connected(session=self.session)
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        self.connection = self.sender.connected(session=self.session)
 
     def record(self, fix: Fix) -> None:
         chain_hash = self.sender.record(fix)
@@ -65,8 +68,8 @@ class Tracker:
             out.append(encode_batch(batch))
         return out
 
-    def on_ack(self, data: bytes, now_ms: int) -> None:
-        self.sender.on_ack(Ack.decode(data), now_ms)
+    def on_ack(self, data: bytes, now_ms: int, connection: int | None = None) -> None:
+        self.sender.on_ack(Ack.decode(data), now_ms, connection)
         self.saved = self.sender.state.to_bytes()
 
 
@@ -116,11 +119,11 @@ class Link:
 
     def __init__(self, rng: random.Random, loss: float, dup: float, max_delay: int) -> None:
         self.rng, self.loss, self.dup, self.max_delay = rng, loss, dup, max_delay
-        self.queue: list[tuple[int, int, bytes]] = []
+        self.queue: list[tuple[int, int, tuple[int, bytes]]] = []
         self.up = True
         self.order = 0
 
-    def send(self, now: int, data: bytes) -> None:
+    def send(self, now: int, data: tuple[int, bytes]) -> None:
         if not self.up or self.rng.random() < self.loss:
             return
         copies = 2 if self.rng.random() < self.dup else 1
@@ -128,7 +131,7 @@ class Link:
             self.order += 1
             self.queue.append((now + self.rng.randint(0, self.max_delay), self.order, data))
 
-    def due(self, now: int) -> list[bytes]:
+    def due(self, now: int) -> list[tuple[int, bytes]]:
         ready = sorted(m for m in self.queue if m[0] <= now)
         self.queue = [m for m in self.queue if m[0] > now]
         return [m[2] for m in ready]
@@ -155,14 +158,17 @@ def run(tracker: Tracker, relay: Relay, track: list[Fix], rng: random.Random, *,
             tracker.record(track[i])
             i += 1
         if not healing and rng.random() < restarts:
-            (tracker if rng.random() < 0.5 else relay).restart()
-            tracker.sender.connected(session=tracker.session)
+            if rng.random() < 0.5:
+                tracker.restart()
+            else:
+                relay.restart()
+                tracker.reconnect()
         for data in tracker.sends(now):
-            up.send(now, data)
-        for data in up.due(now):
-            down.send(now, relay.handle(data))
-        for data in down.due(now):
-            tracker.on_ack(data, now)
+            up.send(now, (tracker.connection, data))
+        for connection, data in up.due(now):
+            down.send(now, (connection, relay.handle(data)))
+        for connection, data in down.due(now):
+            tracker.on_ack(data, now, connection)
         if healing and tracker.sender.waiting == 0 and not up.queue and not down.queue:
             return (now - track[-1].t_ms) // 1000
         now += step_ms
@@ -243,7 +249,7 @@ def test_switching_relays_mid_race_loses_and_duplicates_nothing(device) -> None:
     tracker = Tracker(device)
     relay_a, relay_b = Relay(device.cert), Relay(device.cert)
     run(tracker, relay_a, track[:150], random.Random(2), loss=0.2)
-    tracker.sender.connected(session=False)  # the rider rolls out of relay A's range into B's
+    tracker.reconnect()  # the rider rolls out of relay A's range into B's
     run(tracker, relay_b, track, random.Random(3), loss=0.2)
     assert set(relay_a.stored) == set(range(1, 151))
     assert set(relay_b.stored) == set(range(151, 301)), "B got only what A had not acked"
@@ -278,3 +284,30 @@ def test_gap_at_receiver_is_answered_with_missing_range(device) -> None:  # type
     relay.handle(encode_batch(resent[0]))
     assert relay.stored == {f.seq: f for f in track[:4]}
     assert relay.rx.receive(decode_batch(data)) == [DuplicateReceived(4, 4)]
+
+
+def test_switching_relays_keeps_the_cheap_live_path(device) -> None:  # type: ignore[no-untyped-def]
+    track = realistic_track(300)
+    tracker = Tracker(device, session=True)
+    relay_a, relay_b = Relay(device.cert, session=True), Relay(device.cert, session=True)
+    run(tracker, relay_a, track[:150], random.Random(4))
+    tracker.reconnect()
+    run(tracker, relay_b, track, random.Random(5))
+    assert set(relay_b.stored) == set(range(151, 301))
+    assert relay_b.fixes_in == 150, "nothing resent after the switch"
+    assert relay_b.signed_batches <= 16  # the first fix, then one seal per 10 live fixes
+
+
+def test_a_late_ack_from_the_old_connection_does_not_stall_the_new_one(device) -> None:  # type: ignore[no-untyped-def]
+    track = realistic_track(40)
+    tracker = Tracker(device)
+    relay_a, relay_b = Relay(device.cert), Relay(device.cert)
+    old = tracker.connection
+    for fix in track[:20]:
+        tracker.record(fix)
+    late_ack = [relay_a.handle(d) for d in tracker.sends(track[19].t_ms)][-1]
+    tracker.reconnect()
+    tracker.on_ack(late_ack, track[19].t_ms, old)  # arrives after the switch
+    assert tracker.sender.state.acked_seq == 20  # still durable at relay A
+    run(tracker, relay_b, track, random.Random(6))
+    assert set(relay_b.stored) == set(range(21, 41))
