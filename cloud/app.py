@@ -10,7 +10,14 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from . import errors
-from .routes import health
+from .analytics import Analytics
+from .auth.accounts import Accounts
+from .auth.middleware import AuthMiddleware
+from .auth.ratelimit import RateLimiter
+from .enrolment import Enrolment
+from .ingest import Ingest
+from .races import Races
+from .routes import accounts, analytics, enrolment, health, ingest, metrics, races
 from .settings import Settings
 from .stores import Stores
 
@@ -26,8 +33,19 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         if owned:
             stores.close()
 
-    routes: list[BaseRoute] = [*health.routes]
-    middleware: list[Middleware] = []
+    routes: list[BaseRoute] = [
+        *health.routes,
+        *accounts.routes,
+        *races.routes,
+        *enrolment.routes,
+        *ingest.routes,
+        *analytics.routes,
+        *metrics.routes,
+    ]
+    account_service = Accounts(settings, stores.users, stores.key)
+    middleware: list[Middleware] = [
+        Middleware(AuthMiddleware, accounts=account_service, stores=stores)
+    ]
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -36,4 +54,16 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.stores = stores
+    app.state.accounts = account_service
+    app.state.races = Races(stores.races, stores.audit, stores.history)
+    app.state.analytics = Analytics(stores.races, stores.history)
+    app.state.enrolment = Enrolment(
+        stores.key, stores.races, stores.devices, stores.relays, settings.device_cert_ttl_s
+    )
+    app.state.ingest_limiter = RateLimiter(
+        settings.ingest_rate_per_s, 1.0, what="uploads from this relay"
+    )
+    app.state.ingest = Ingest(
+        stores.key, stores.devices, stores.races, stores.relays, stores.ingest_state, stores.history
+    )
     return app

@@ -47,7 +47,7 @@ def cloud(
     tls: bool,
     certfile: Path | None,
     keyfile: Path | None,
-) -> None:  # fmt: skip
+) -> None:
     """Run the cloud service (API, ingest, history) until Ctrl-C.
 
     Plain HTTP by default for local use; --tls (or --certfile/--keyfile) adds HTTPS and
@@ -72,3 +72,43 @@ def cloud(
     scheme = "https" if certfile else "http"
     click.echo(f"gruppetto cloud: {scheme}://{bind}  data: {data_dir}", err=True)
     run(settings, config)
+
+
+@cloud.command("create-admin")
+@click.option("--username", required=True, help="The admin's username (3-32 of a-z 0-9 _ . -).")
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Read the password from this file ('-' for stdin); without it, prompt twice.",
+)
+@click.option("--email", default=None, help="Contact address (optional).")
+@click.pass_obj
+def create_admin(
+    data_dir: Path, username: str, password_file: Path | None, email: str | None
+) -> None:
+    """Create an administrator account in the data directory.
+
+    The password comes from --password-file or, in a terminal, from a hidden prompt
+    (asked twice). There is no default password. It must be at least 10 characters and
+    not the username. Other accounts are then created by this admin through the API.
+
+    \b
+    Example:
+        gruppetto cloud --data ./cloud-data create-admin --username root --password-file pw.txt
+    """
+    import sys
+
+    from .admin import AdminError, read_password_file
+    from .admin import create_admin as create
+
+    try:
+        if password_file is not None:
+            password = read_password_file(password_file)
+        elif sys.stdin.isatty():
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:
+            raise AdminError("no password: give --password-file FILE, or run in a terminal")
+        user = create(data_dir, username, password, email)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created admin {user.username} (id {user.id}) in {data_dir}")

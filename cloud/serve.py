@@ -16,6 +16,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from .app import create_app
+from .logs import configure as configure_logs
 from .settings import Settings
 
 
@@ -78,6 +79,7 @@ def hypercorn_config(
 
 def run(settings: Settings, config: Config) -> None:
     """Serve until SIGINT/SIGTERM."""
+    configure_logs()
     app = create_app(settings)
 
     async def main() -> None:

@@ -30,8 +30,8 @@ class Settings:
     """Failed logins allowed per account and per client address per window."""
     login_window_s: int = 300
     """The login rate-limit window; a locked account unlocks after it."""
-    ingest_rate_per_s: int = 2_000
-    """Batches per second a relay may post before getting 429."""
+    ingest_rate_per_s: int = 200
+    """Uploads (each up to 1,024 batches) per second one relay may post before a 429."""
     max_body_bytes: int = 25 * 1024 * 1024
     """Largest request body accepted (GPX uploads are the largest)."""
 

@@ -22,10 +22,20 @@ main.add_command(cloud)
 
 
 @main.command()
-@click.option("--offline-minutes", default=60, show_default=True, type=click.IntRange(1, 600),
-              help="How long the rider rides without coverage.")  # fmt: skip
-@click.option("--live-seconds", default=120, show_default=True, type=click.IntRange(10, 3_600),
-              help="Seconds ridden in coverage before and after the outage.")  # fmt: skip
+@click.option(
+    "--offline-minutes",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1, 600),
+    help="How long the rider rides without coverage.",
+)
+@click.option(
+    "--live-seconds",
+    default=120,
+    show_default=True,
+    type=click.IntRange(10, 3_600),
+    help="Seconds ridden in coverage before and after the outage.",
+)
 def demo(offline_minutes: int, live_seconds: int) -> None:
     """Show the protocol core at work: one rider's day, offline hour included.
 

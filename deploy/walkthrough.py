@@ -78,8 +78,9 @@ def run(live_s: int, offline_s: int, say: Callable[[str], None], seed: int = 1) 
             fixes = [store[s][0] for s in range(plan.first_seq, plan.last_seq + 1)]
             prev = store[plan.first_seq - 1][1] if plan.first_seq > 1 else genesis(cert.device_id)
             auth = {"key": device_key} if plan.signed else {"session_key": session_key}
-            batch = seal(cert.device_id, fixes, prev, include_prev_hash=plan.include_prev_hash,
-                         **auth)  # fmt: skip
+            batch = seal(
+                cert.device_id, fixes, prev, include_prev_hash=plan.include_prev_hash, **auth
+            )
             ack, new = relay.take(encode_batch(batch))
             sender.on_ack(Ack.decode(ack.encode()), now_ms)
             shown += new

@@ -58,8 +58,14 @@ class Segment:
     """The last fix (continuity checks for the fix after it)."""
 
     def as_list(self) -> list[Any]:
-        return [self.first_seq, self.prev_hash, self.last_seq, self.last_hash,
-                _fix_list(self.first_fix), _fix_list(self.last_fix)]  # fmt: skip
+        return [
+            self.first_seq,
+            self.prev_hash,
+            self.last_seq,
+            self.last_hash,
+            _fix_list(self.first_fix),
+            _fix_list(self.last_fix),
+        ]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Segment:
@@ -67,8 +73,16 @@ class Segment:
 
 
 def _fix_list(fix: Fix) -> list[int]:
-    return [fix.seq, fix.t_ms, fix.lat_e7, fix.lon_e7, fix.ele_dm, fix.speed_cms,
-            fix.heading_dd, fix.hacc_dm]  # fmt: skip
+    return [
+        fix.seq,
+        fix.t_ms,
+        fix.lat_e7,
+        fix.lon_e7,
+        fix.ele_dm,
+        fix.speed_cms,
+        fix.heading_dd,
+        fix.hacc_dm,
+    ]
 
 
 @dataclass(slots=True)
@@ -266,8 +280,12 @@ class Receiver:
             if 0 <= index < len(hashes) and hashes[index] == prov.last_hash:
                 held.add(prov.first_seq, prov.last_seq)
                 if prov.first_seq < merged.first_seq:
-                    merged = replace(merged, first_seq=prov.first_seq, prev_hash=prov.prev_hash,
-                                     first_fix=prov.first_fix)  # fmt: skip
+                    merged = replace(
+                        merged,
+                        first_seq=prov.first_seq,
+                        prev_hash=prov.prev_hash,
+                        first_fix=prov.first_fix,
+                    )
             else:
                 events.append(ProvisionalDiscarded(prov.first_seq, prov.last_seq))
             prov = None
@@ -301,8 +319,10 @@ class Receiver:
             index = seq - new.first_seq
             return hashes[index] if 0 <= index < len(hashes) else None
 
-        for seq, expected in ((other.first_seq - 1, other.prev_hash),
-                              (other.last_seq, other.last_hash)):  # fmt: skip
+        for seq, expected in (
+            (other.first_seq - 1, other.prev_hash),
+            (other.last_seq, other.last_hash),
+        ):
             actual = hash_at(seq)
             if actual is not None and actual != expected:
                 raise ChainError(
@@ -313,8 +333,14 @@ class Receiver:
             check_follows(merged.last_fix, other.first_fix)
         first = merged if merged.first_seq <= other.first_seq else other
         last = merged if merged.last_seq >= other.last_seq else other
-        return Segment(first.first_seq, first.prev_hash, last.last_seq, last.last_hash,
-                       first.first_fix, last.last_fix)  # fmt: skip
+        return Segment(
+            first.first_seq,
+            first.prev_hash,
+            last.last_seq,
+            last.last_hash,
+            first.first_fix,
+            last.last_fix,
+        )
 
 
 def _extended(seg: Segment, new: Segment) -> Segment:

@@ -77,8 +77,17 @@ class SenderState:
         """Serialize for storage."""
         last = self.last_fix
         fix = None if last is None else [getattr(last, f) for f in Fix.__slots__]
-        return pack([1, self.device_id, self.recorded_seq, self.head_hash, fix,
-                     self.acked.to_list(), self.cloud_acked_seq])  # fmt: skip
+        return pack(
+            [
+                1,
+                self.device_id,
+                self.recorded_seq,
+                self.head_hash,
+                fix,
+                self.acked.to_list(),
+                self.cloud_acked_seq,
+            ]
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SenderState:

@@ -10,10 +10,29 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ("cloud", "edge_relay", "tracker_app", "console_tui")
 IO_MODULES = {
-    "asyncio", "socket", "time", "sqlite3", "duckdb", "sqlite_utils", "aioquic", "starlette",
-    "threading", "selectors", "subprocess", "os", "pathlib", "io", "random", "secrets",
-    "datetime", "hypercorn", "zeroconf", "textual", "urllib", "http",
-}  # fmt: skip
+    "asyncio",
+    "socket",
+    "time",
+    "sqlite3",
+    "duckdb",
+    "sqlite_utils",
+    "aioquic",
+    "starlette",
+    "threading",
+    "selectors",
+    "subprocess",
+    "os",
+    "pathlib",
+    "io",
+    "random",
+    "secrets",
+    "datetime",
+    "hypercorn",
+    "zeroconf",
+    "textual",
+    "urllib",
+    "http",
+}
 
 
 def imports(package: str) -> list[tuple[Path, int, str]]:

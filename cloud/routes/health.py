@@ -25,6 +25,12 @@ async def ready(request: Request) -> JSONResponse:
         checks["sqlite"] = "ok"
     except Exception as exc:  # a probe reports, it does not crash
         checks["sqlite"] = f"failed: {exc}"
+    try:
+        with stores.history.reader() as cursor:
+            cursor.execute("SELECT 1").fetchall()
+        checks["duckdb"] = "ok"
+    except Exception as exc:  # a probe reports, it does not crash
+        checks["duckdb"] = f"failed: {exc}"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "failing", "checks": checks}, 200 if ok else 503)
 

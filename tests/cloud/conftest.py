@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -29,18 +29,27 @@ class CloudServer:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    clients: list[httpx.Client] = field(default_factory=list)
 
     def client(self, **kw: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **kw)  # type: ignore[arg-type]
+        """An HTTP client for this server, closed when the server stops."""
+        client = httpx.Client(base_url=self.url, timeout=10, **kw)  # type: ignore[arg-type]
+        self.clients.append(client)
+        return client
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``gruppetto cloud --data DIR ARGS`` (administrative subcommands)."""
         return subprocess.run(
             [sys.executable, "-m", "deploy.cli", "cloud", "--data", str(self.data_dir), *args],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        for client in self.clients:
+            client.close()
         if self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout=20)
@@ -49,12 +58,24 @@ class CloudServer:
 def start_cloud(data_dir: Path, *extra: str) -> CloudServer:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "server.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "cloud", "--data", str(data_dir),
-         "--bind", f"127.0.0.1:{port}", *extra],
-        env=env, stdout=log, stderr=log,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "deploy.cli",
+            "cloud",
+            "--data",
+            str(data_dir),
+            "--bind",
+            f"127.0.0.1:{port}",
+            *extra,
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     log.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -117,8 +117,10 @@ def test_splice_of_another_devices_fixes_is_rejected(device, other_device) -> No
     rx = Receiver.for_certificate(device.cert)
     rx.receive(signed(device, mine[:30]))
     # their batch, re-labelled with my device id: the chain and signature do not match
-    spliced = replace(signed(other_device, theirs[30:], hash_before(other_device, theirs, 31)),
-                      device_id=device.id)  # fmt: skip
+    spliced = replace(
+        signed(other_device, theirs[30:], hash_before(other_device, theirs, 31)),
+        device_id=device.id,
+    )
     with pytest.raises(IntegrityError):
         rx.receive(spliced)
     # their authentic batch sent on my receiver

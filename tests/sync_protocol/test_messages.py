@@ -45,11 +45,15 @@ DECODERS = [
 
 # msgpack values of every shape, to reach past the first structural checks
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40)
-    | st.text(max_size=10) | st.floats(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=10)
+    | st.floats(),
     lambda children: st.lists(children, max_size=8),
     max_leaves=30,
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize("decode", DECODERS, ids=lambda d: d.__qualname__)

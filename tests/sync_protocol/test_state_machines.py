@@ -137,9 +137,18 @@ class Link:
         return [m[2] for m in ready]
 
 
-def run(tracker: Tracker, relay: Relay, track: list[Fix], rng: random.Random, *,
-        loss: float = 0.0, dup: float = 0.0, max_delay: int = 0, restarts: float = 0.0,
-        outage: tuple[int, int] = (0, 0)) -> int:  # fmt: skip
+def run(
+    tracker: Tracker,
+    relay: Relay,
+    track: list[Fix],
+    rng: random.Random,
+    *,
+    loss: float = 0.0,
+    dup: float = 0.0,
+    max_delay: int = 0,
+    restarts: float = 0.0,
+    outage: tuple[int, int] = (0, 0),
+) -> int:
     """Ride ``track`` at 1 Hz through a hostile link, then heal it; return seconds taken."""
     up = Link(rng, loss, dup, max_delay)
     down = Link(rng, loss, dup, max_delay)
@@ -204,8 +213,17 @@ def test_every_fix_arrives_exactly_once_through_a_hostile_link(  # type: ignore[
     tracker = Tracker(device, session=session)
     relay = Relay(device.cert, session=session)
     outage = (outage_start, outage_start + outage_len)
-    run(tracker, relay, track, random.Random(seed), loss=loss, dup=dup, max_delay=max_delay,
-        restarts=restarts, outage=outage)  # fmt: skip
+    run(
+        tracker,
+        relay,
+        track,
+        random.Random(seed),
+        loss=loss,
+        dup=dup,
+        max_delay=max_delay,
+        restarts=restarts,
+        outage=outage,
+    )
     assert_exactly_once(relay, track)
     assert tracker.sender.state.acked_seq == len(track)
 

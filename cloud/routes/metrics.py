@@ -1,0 +1,54 @@
+"""Prometheus metrics: ingest outcomes and reasons, races by state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..auth.principal import public
+from ..ingest import Ingest
+from ..store.races import RaceStore
+
+
+class CloudCollector(Collector):
+    """Reads the live counters at scrape time (no global registry state)."""
+
+    def __init__(self, ingest: Ingest, races: RaceStore) -> None:
+        self.ingest, self.races = ingest, races
+
+    def collect(self) -> Iterator[Metric]:
+        batches = CounterMetricFamily(
+            "gruppetto_ingest_batches", "Batches ingested, by outcome", labels=["outcome"]
+        )
+        rejected = CounterMetricFamily(
+            "gruppetto_ingest_rejected", "Rejected batches, by reason", labels=["reason"]
+        )
+        for key, count in sorted(self.ingest.counters.items()):
+            outcome, _, reason = key.partition(":")
+            if reason:
+                rejected.add_metric([reason], count)
+            else:
+                batches.add_metric([outcome], count)
+        yield batches
+        yield rejected
+        races = GaugeMetricFamily("gruppetto_races", "Races, by state", labels=["state"])
+        for row in self.races.query("SELECT state, COUNT(*) AS n FROM races GROUP BY state"):
+            races.add_metric([row["state"]], row["n"])
+        yield races
+
+
+@public
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    registry = CollectorRegistry()
+    registry.register(CloudCollector(request.app.state.ingest, request.app.state.stores.races))
+    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]
