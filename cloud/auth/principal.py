@@ -43,6 +43,14 @@ def principal(request: Request) -> Principal | None:
     return getattr(request.state, "principal", None)
 
 
+def caller(request: Request) -> Principal:
+    """The authenticated caller of a guarded endpoint (401 if there is none)."""
+    who = principal(request)
+    if who is None:  # @requires makes this unreachable; never trust it silently
+        raise ApiError(401, "unauthenticated", "log in first")
+    return who
+
+
 def requires(*roles: Role) -> Callable[[Endpoint], Endpoint]:
     """Guard an endpoint: 401 when anonymous, 403 when the role is not among ``roles``."""
 

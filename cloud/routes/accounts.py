@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from ..auth.accounts import Accounts
 from ..auth.middleware import clear_session_cookie, session_cookie, set_session_cookie
-from ..auth.principal import Principal, Role, principal, public, requires
+from ..auth.principal import Role, caller, public, requires
 from ..auth.tokens import WebSession, jwks
 from ..errors import ApiError
 from ..settings import Settings
@@ -41,13 +41,6 @@ def accounts(request: Request) -> Accounts:
 def settings(request: Request) -> Settings:
     value: Settings = request.app.state.settings
     return value
-
-
-def who(request: Request) -> Principal:
-    caller = principal(request)
-    if caller is None:  # @requires makes this unreachable; never trust it silently
-        raise ApiError(401, "unauthenticated", "log in first")
-    return caller
 
 
 def web_session(request: Request) -> WebSession | None:
@@ -106,7 +99,7 @@ async def change_password(request: Request) -> JSONResponse:
     data = await json_object(request)
     service = accounts(request)
     body = await hashing(
-        service.change_password, who(request), data, web_session(request), address(request)
+        service.change_password, caller(request), data, web_session(request), address(request)
     )
     return JSONResponse(body)
 
@@ -114,8 +107,8 @@ async def change_password(request: Request) -> JSONResponse:
 @requires(*PEOPLE)
 async def me(request: Request) -> JSONResponse:
     """The caller's account, and the CSRF token when calling with a web session."""
-    caller = who(request)
-    user = accounts(request).users.get(caller.id)
+    who = caller(request)
+    user = accounts(request).users.get(who.id)
     if user is None:
         raise ApiError(401, "unauthenticated", "this account no longer exists")
     session = web_session(request)

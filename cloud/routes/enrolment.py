@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..auth.principal import Principal, Role, principal, requires
+from ..auth.principal import Role, caller, requires
 from ..enrolment import Enrolment
 from ..validation import json_object, path_int
 
@@ -16,24 +16,18 @@ def service(request: Request) -> Enrolment:
     return enrolment
 
 
-def who(request: Request) -> Principal:
-    caller = principal(request)
-    assert caller is not None  # guaranteed by @requires
-    return caller
-
-
 @requires(Role.RACER)
 async def enrol_device(request: Request) -> JSONResponse:
     """``{"public_key": base64}`` → a device certificate for the racer's races."""
-    result = service(request).enrol_device(who(request), await json_object(request))
+    result = service(request).enrol_device(caller(request), await json_object(request))
     return JSONResponse(result, status_code=201)
 
 
 @requires(Role.RACER, Role.ADMIN)
 async def list_devices(request: Request) -> JSONResponse:
     """Racers see their devices; admins see all."""
-    caller = who(request)
-    rows = service(request).devices.of_user(None if caller.role is Role.ADMIN else caller.id)
+    who = caller(request)
+    rows = service(request).devices.of_user(None if who.role is Role.ADMIN else who.id)
     for row in rows:
         row["device_id"] = row["device_id"].hex()
     return JSONResponse(rows)
@@ -62,7 +56,7 @@ async def update_relay(request: Request) -> JSONResponse:
 @requires(Role.RELAY)
 async def relay_config(request: Request) -> JSONResponse:
     """The calling relay's races: course, riders, issuer key."""
-    return JSONResponse(service(request).relay_config(who(request)))
+    return JSONResponse(service(request).relay_config(caller(request)))
 
 
 routes = [

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..auth.principal import Role, principal, requires
+from ..auth.principal import Role, caller, requires
 from ..errors import ApiError
 from ..ingest import Ingest
 
@@ -21,8 +21,7 @@ async def ingest(request: Request) -> JSONResponse:
     Each result has ``outcome`` (accepted, duplicate, gap, rejected), and ``ack``
     (``acked_seq``, ``held``, ``missing``) once the fixes are durable, or ``reason``.
     """
-    relay = principal(request)
-    assert relay is not None  # guaranteed by @requires
+    relay = caller(request)
     request.app.state.ingest_limiter.hit(f"relay:{relay.id}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..auth.principal import Principal, Role, principal, requires
+from ..auth.principal import Role, caller, requires
 from ..errors import bad_request
 from ..races import Races
 from ..validation import json_object, path_int
@@ -22,12 +22,6 @@ def races(request: Request) -> Races:
     return service
 
 
-def who(request: Request) -> Principal:
-    caller = principal(request)
-    assert caller is not None  # guaranteed by @requires
-    return caller
-
-
 @requires(*EVERYONE)
 async def list_races(request: Request) -> JSONResponse:
     """All races, optionally ``?state=live``."""
@@ -37,7 +31,7 @@ async def list_races(request: Request) -> JSONResponse:
 @requires(Role.ADMIN)
 async def create_race(request: Request) -> JSONResponse:
     """Create a race."""
-    race = races(request).create(who(request), await json_object(request))
+    race = races(request).create(caller(request), await json_object(request))
     return JSONResponse(race, status_code=201)
 
 
@@ -51,13 +45,13 @@ async def get_race(request: Request) -> JSONResponse:
 async def update_race(request: Request) -> JSONResponse:
     """Edit a scheduled race."""
     race_id = path_int(request, "race_id")
-    return JSONResponse(races(request).update(who(request), race_id, await json_object(request)))
+    return JSONResponse(races(request).update(caller(request), race_id, await json_object(request)))
 
 
 @requires(Role.ADMIN)
 async def delete_race(request: Request) -> Response:
     """Delete a scheduled race."""
-    races(request).delete(who(request), path_int(request, "race_id"))
+    races(request).delete(caller(request), path_int(request, "race_id"))
     return Response(status_code=204)
 
 
@@ -66,8 +60,8 @@ async def change_state(request: Request) -> JSONResponse:
     """``{"state": "live"}`` and so on along the race state machine."""
     race_id = path_int(request, "race_id")
     data = await json_object(request)
-    caller = who(request)
-    race = await run_in_threadpool(races(request).change_state, caller, race_id, data)
+    who = caller(request)
+    race = await run_in_threadpool(races(request).change_state, who, race_id, data)
     return JSONResponse(race)
 
 
@@ -89,7 +83,7 @@ async def upload_course(request: Request) -> JSONResponse:
         gpx = await request.body()
     if len(gpx) > MAX_GPX_BYTES:
         raise bad_request("the GPX file is larger than 20 MB", file="too-large")
-    return JSONResponse(races(request).upload_course(who(request), race_id, gpx, laps))
+    return JSONResponse(races(request).upload_course(caller(request), race_id, gpx, laps))
 
 
 @requires(Role.ADMIN)
@@ -97,7 +91,7 @@ async def set_checkpoints(request: Request) -> JSONResponse:
     """``{"checkpoints": [{name, kind, distance_m, end_m?}]}``."""
     race_id = path_int(request, "race_id")
     data = await json_object(request)
-    result = races(request).set_checkpoints(who(request), race_id, data.get("checkpoints"))
+    result = races(request).set_checkpoints(caller(request), race_id, data.get("checkpoints"))
     return JSONResponse(result)
 
 
@@ -113,7 +107,7 @@ async def start_list(request: Request) -> JSONResponse:
 async def register(request: Request) -> JSONResponse:
     """Register for a race (racers: themselves; admins: ``{user_id, bib?}``)."""
     race_id = path_int(request, "race_id")
-    result = races(request).register(who(request), race_id, await json_object(request))
+    result = races(request).register(caller(request), race_id, await json_object(request))
     return JSONResponse(result, status_code=201)
 
 
@@ -121,7 +115,7 @@ async def register(request: Request) -> JSONResponse:
 async def withdraw(request: Request) -> Response:
     """Withdraw (racers: themselves; admins: anyone)."""
     races(request).withdraw(
-        who(request), path_int(request, "race_id"), path_int(request, "user_id")
+        caller(request), path_int(request, "race_id"), path_int(request, "user_id")
     )
     return Response(status_code=204)
 
