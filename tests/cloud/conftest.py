@@ -29,11 +29,12 @@ class CloudServer:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    tls: bool = False
     clients: list[httpx.Client] = field(default_factory=list)
 
     def client(self, **kw: object) -> httpx.Client:
         """An HTTP client for this server, closed when the server stops."""
-        client = httpx.Client(base_url=self.url, timeout=10, **kw)  # type: ignore[arg-type]
+        client = httpx.Client(base_url=self.url, timeout=10, verify=not self.tls, **kw)  # type: ignore[arg-type]
         self.clients.append(client)
         return client
 
@@ -55,8 +56,15 @@ class CloudServer:
             self.process.wait(timeout=20)
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def start_cloud(data_dir: Path, *extra: str) -> CloudServer:
     port = free_port()
+    tls = "--tls" in extra or "--quic-bind" in extra
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "server.log").open("ab")
@@ -77,14 +85,14 @@ def start_cloud(data_dir: Path, *extra: str) -> CloudServer:
         stderr=log,
     )
     log.close()  # the child holds its own copy
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"cloud exited: {(data_dir / 'server.log').read_text()}")
         try:
-            if httpx.get(f"{url}/healthz/ready", timeout=1).status_code == 200:
-                return CloudServer(url, data_dir, process)
+            if httpx.get(f"{url}/healthz/ready", timeout=1, verify=False).status_code == 200:
+                return CloudServer(url, data_dir, process, tls=tls)
         except httpx.TransportError:
             pass
         time.sleep(0.1)
