@@ -16,6 +16,7 @@ from .history.analytics import (
     rider_stats,
 )
 from .history.store import History
+from .store.actions import ActionStore
 from .store.races import RaceStore
 
 STATUSES = {
@@ -30,8 +31,8 @@ STATUSES = {
 class Analytics:
     """Results, per-rider statistics, summaries, seasons and comparisons."""
 
-    def __init__(self, races: RaceStore, history: History) -> None:
-        self.races, self.history = races, history
+    def __init__(self, races: RaceStore, actions: ActionStore, history: History) -> None:
+        self.races, self.actions, self.history = races, actions, history
 
     def _race(self, race_id: int) -> tuple[dict[str, Any], Course | None]:
         race = self.races.get(race_id)
@@ -44,9 +45,14 @@ class Analytics:
         race, course = self._race(race_id)
         if course is None:
             return []
+        penalties = self.actions.penalties(race_id)
         riders = {
             r["rider_id"]: RiderInfo(
-                r["rider_id"], r["bib"], r["name"], STATUSES.get(r["status"], "racing")
+                r["rider_id"],
+                r["bib"],
+                r["name"],
+                STATUSES.get(r["status"], "racing"),
+                penalties.get(r["rider_id"], 0),
             )
             for r in self.races.start_list(race_id)
         }

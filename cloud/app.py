@@ -14,10 +14,12 @@ from .analytics import Analytics
 from .auth.accounts import Accounts
 from .auth.middleware import AuthMiddleware
 from .auth.ratelimit import RateLimiter
+from .bus import InProcessBus, seed_from_history
+from .control import RaceControl
 from .enrolment import Enrolment
 from .ingest import Ingest
 from .races import Races
-from .routes import accounts, analytics, enrolment, health, ingest, metrics, races
+from .routes import accounts, analytics, control, enrolment, health, ingest, metrics, races
 from .settings import Settings
 from .stores import Stores
 
@@ -40,6 +42,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         *enrolment.routes,
         *ingest.routes,
         *analytics.routes,
+        *control.routes,
         *metrics.routes,
     ]
     account_service = Accounts(settings, stores.users, stores.key)
@@ -55,15 +58,30 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     app.state.settings = settings
     app.state.stores = stores
     app.state.accounts = account_service
-    app.state.races = Races(stores.races, stores.audit, stores.history)
-    app.state.analytics = Analytics(stores.races, stores.history)
+    bus = InProcessBus()
+    seed_from_history(bus, stores.races, stores.history)
+    app.state.bus = bus
+    app.state.races = Races(stores.races, stores.audit, stores.history, bus)
+    app.state.control = RaceControl(stores.races, stores.actions, stores.audit, bus)
+    app.state.analytics = Analytics(stores.races, stores.actions, stores.history)
     app.state.enrolment = Enrolment(
-        stores.key, stores.races, stores.devices, stores.relays, settings.device_cert_ttl_s
+        stores.key,
+        stores.races,
+        stores.devices,
+        stores.relays,
+        stores.actions,
+        settings.device_cert_ttl_s,
     )
     app.state.ingest_limiter = RateLimiter(
         settings.ingest_rate_per_s, 1.0, what="uploads from this relay"
     )
     app.state.ingest = Ingest(
-        stores.key, stores.devices, stores.races, stores.relays, stores.ingest_state, stores.history
+        stores.key,
+        stores.devices,
+        stores.races,
+        stores.relays,
+        stores.ingest_state,
+        stores.history,
+        bus,
     )
     return app

@@ -13,6 +13,7 @@ from .auth.principal import Principal
 from .errors import ApiError, bad_request, not_found
 from .keys import CloudKey
 from .races import now_ms
+from .store.actions import ActionStore
 from .store.devices import DeviceStore
 from .store.races import RaceStore
 from .store.relays import RelayStore
@@ -48,9 +49,11 @@ class Enrolment:
         races: RaceStore,
         devices: DeviceStore,
         relays: RelayStore,
+        actions: ActionStore,
         cert_ttl_s: int,
     ) -> None:
         self.key, self.races, self.devices, self.relays = key, races, devices, relays
+        self.actions = actions
         self.cert_ttl_ms = cert_ttl_s * 1000
 
     def enrol_device(self, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +121,9 @@ class Enrolment:
         for race_id in self.relays.race_ids(who.id):
             race = self.races.get(race_id)
             if race is not None:
-                races.append({**race, "riders": self.races.start_list(race_id)})
+                riders = self.races.start_list(race_id)
+                actions = self.actions.of_race(race_id)
+                races.append({**race, "riders": riders, "actions": actions})
         return {
             "relay": {"id": who.id, "name": who.name},
             "issuer_public_key": base64.b64encode(self.key.public_raw).decode(),

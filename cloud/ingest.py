@@ -29,8 +29,9 @@ from sync_protocol.inbox import check_validity
 from sync_protocol.receiver import Receiver, ReceiverState
 
 from .auth.principal import Principal
+from .bus import LiveBus
 from .errors import ApiError
-from .history.store import History, fix_row, rows_to_arrow
+from .history.store import COLUMNS, History, fix_row, rows_to_arrow
 from .keys import CloudKey
 from .store.devices import DeviceStore
 from .store.ingest import DeviceProgress, IngestStateStore
@@ -40,6 +41,20 @@ from .store.relays import RelayStore
 log = logging.getLogger("gruppetto.cloud.ingest")
 
 WINDOW_SLACK_M = 150.0
+LIVE_FIELDS = (
+    "race_id",
+    "rider_id",
+    "bib",
+    "seq",
+    "t_ms",
+    "lat_e7",
+    "lon_e7",
+    "ele_dm",
+    "speed_cms",
+    "heading_dd",
+    "progress_m",
+)
+"""What the live bus carries of a fix."""
 """Added to the farthest a rider can have ridden since the last fix (GPS error, bends)."""
 
 
@@ -61,9 +76,10 @@ class Ingest:
         relays: RelayStore,
         states: IngestStateStore,
         history: History,
+        bus: LiveBus,
     ) -> None:
         self.key, self.devices, self.races, self.relays = key, devices, races, relays
-        self.states, self.history = states, history
+        self.states, self.history, self.bus = states, history, bus
         self._courses: dict[int, tuple[int, Course | None]] = {}
         self._lock = threading.Lock()
         self.counters: dict[str, int] = {}
@@ -112,6 +128,7 @@ class Ingest:
         if rows:
             self.history.append(rows_to_arrow(rows))  # durable and idempotent first
         self.states.put_many({d: dev.progress for d, dev in touched.items()})
+        self._publish(relay, rows)
         for result in results:  # acks reflect the committed state
             done = touched.get(bytes.fromhex(result.get("device_id", "")))
             if done is not None and result["outcome"] != "rejected":
@@ -122,6 +139,21 @@ class Ingest:
                     "missing": ack.missing,
                 }
         return results
+
+    def _publish(self, relay: Principal, rows: list[tuple[Any, ...]]) -> None:
+        """Put each rider's newest accepted fix on the live bus (after the commits)."""
+        newest: dict[tuple[int, int], dict[str, Any]] = {}
+        for row in rows:
+            fix = dict(zip(COLUMNS, row, strict=True))
+            key = (fix["race_id"], fix["rider_id"])
+            if key not in newest or fix["seq"] > newest[key]["seq"]:
+                newest[key] = fix
+        for (race_id, _), fix in newest.items():
+            message = {k: fix[k] for k in LIVE_FIELDS}
+            self.bus.publish(
+                race_id,
+                {"type": "fix", **message, "device_id": fix["device_id"].hex(), "via": relay.id},
+            )
 
     def _load(self, batch: Batch, served: set[int]) -> _Device:
         row = self.devices.get(batch.device_id)

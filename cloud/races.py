@@ -14,6 +14,7 @@ from sync_protocol.errors import CourseError
 from sync_protocol.gpx import course_from_gpx
 
 from .auth.principal import Principal, Role
+from .bus import LiveBus
 from .errors import ApiError, bad_request, not_found
 from .history.store import History
 from .store.audit import AuditLog
@@ -31,10 +32,11 @@ def now_ms() -> int:
 class Races:
     """The race service over the race store and the audit log."""
 
-    def __init__(self, races: RaceStore, audit: AuditLog, history: History) -> None:
+    def __init__(self, races: RaceStore, audit: AuditLog, history: History, bus: LiveBus) -> None:
         self.store = races
         self.audit = audit
         self.history = history
+        self.bus = bus
 
     def get(self, race_id: int) -> dict[str, Any]:
         """A race or 404."""
@@ -140,6 +142,7 @@ class Races:
                 old=race["state"],
                 new=target,
             )
+        self.bus.publish(race_id, {"type": "race", "race_id": race_id, "state": target, "t_ms": t})
         if target in ("finished", "published"):
             self.history.seal_race(race_id)  # contiguous on disk: fast analytics from now on
         return self.get(race_id)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .history.store import History
 from .keys import CloudKey, load_or_create
 from .settings import Settings
+from .store.actions import ActionStore
 from .store.audit import AuditLog
 from .store.base import Database
 from .store.devices import DeviceStore
@@ -30,6 +31,8 @@ class Stores:
     """Races, courses and registrations."""
     audit: AuditLog
     """Who changed what, and when."""
+    actions: ActionStore
+    """Race-control actions (penalties, rider statuses)."""
     devices: DeviceStore
     """Enrolled tracker devices and their certificates."""
     relays: RelayStore
@@ -50,6 +53,7 @@ class Stores:
             users=UserStore(db),
             races=RaceStore(db),
             audit=AuditLog(db),
+            actions=ActionStore(db),
             devices=DeviceStore(db),
             relays=RelayStore(db),
             ingest_state=IngestStateStore(db),
