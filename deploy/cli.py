@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cloud.cli import cloud
+from edge_relay.cli import relay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +20,7 @@ def main() -> None:
 
 
 main.add_command(cloud)
+main.add_command(relay)
 
 
 @main.command()

@@ -62,10 +62,16 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_cloud(data_dir: Path, *extra: str) -> CloudServer:
-    port = free_port()
+def start_cloud(
+    data_dir: Path, *extra: str, env: dict[str, str] | None = None, port: int | None = None
+) -> CloudServer:
+    """Run ``gruppetto cloud`` with ``extra`` flags and ``env`` added to the environment.
+
+    ``port``: listen there (a restart on the same address) instead of a free port.
+    """
+    port = port or free_port()
     tls = "--tls" in extra or "--quic-bind" in extra
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "server.log").open("ab")
     process = subprocess.Popen(

@@ -1,0 +1,189 @@
+"""Group commit: one writer thread, one transaction (and one fsync) for many requests.
+
+Requests from the event loop queue *jobs* (functions of :class:`~edge_relay.store.Writes`).
+The writer takes every job waiting, runs each inside its own savepoint (a failing job
+rolls back only itself), commits once with ``synchronous=FULL``, and only then completes
+the jobs' futures: whatever a job returns (an ack) reaches its caller after the data is
+on disk. Under load groups grow by themselves (jobs queue while a commit is in flight);
+when idle a job commits alone, with no added delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from .store import Reads, Writes, connect
+
+log = logging.getLogger("gruppetto.relay.commit")
+
+T = TypeVar("T")
+MAX_GROUP = 512
+"""Most jobs in one transaction."""
+LINGER_S = 0.0005
+LINGERS = 4
+"""Under load, wait up to LINGERS x LINGER_S (2 ms) for more jobs before committing."""
+
+
+class CommitFailed(RuntimeError):
+    """The group's transaction did not reach the disk; nothing of it was acked."""
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    fn: Callable[[Writes], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+    on_abort: Callable[[], None] | None = None
+
+
+@dataclass(slots=True)
+class CommitStats:
+    """What the writer has done (exported as metrics)."""
+
+    commits: int = 0
+    """Transactions committed."""
+    jobs: int = 0
+    """Jobs committed."""
+    failures: int = 0
+    """Transactions that failed to commit."""
+    seconds: float = 0.0
+    """Time spent in COMMIT (the fsync)."""
+    largest_group: int = 0
+    """Most jobs seen in one commit."""
+    group_sizes: list[int] = field(default_factory=list)
+    """Recent group sizes (bounded)."""
+
+
+class GroupCommitter:
+    """The relay's single writer."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path, writer=True)
+        self.writes = Writes(self._conn)
+        self.reads = Reads(self._conn)
+        """Reads on the writer's connection: only for use inside jobs."""
+        self.stats = CommitStats()
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._last_group = 0
+        self._thread = threading.Thread(target=self._run, name="relay-writer", daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[[Writes], T], on_abort: Callable[[], None] | None = None) -> T:
+        """Queue a job and wait for its durable result.
+
+        ``on_abort`` runs on the writer thread when the job is rolled back (it raised, or
+        the group's commit failed): the place to forget in-memory state the job changed.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, loop, future, on_abort))
+        return await future
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread is running."""
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Finish queued jobs, stop the writer and close the database."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            job = self._queue.get()
+            if job is None:
+                break
+            group = [job]
+            # Under load (the last group was shared), linger a moment so the requests
+            # whose acks were just released can join this group: far fewer fsyncs.
+            lingers = LINGERS if self._last_group > 1 else 0
+            while len(group) < MAX_GROUP and not stopping:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    if lingers == 0:
+                        break
+                    lingers -= 1
+                    time.sleep(LINGER_S)
+                    continue
+                if more is None:
+                    stopping = True
+                    break
+                group.append(more)
+            self._last_group = len(group)
+            self._commit(group)
+
+    def _commit(self, group: list[_Job[Any]]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for job in group:
+                outcomes.append(self._one(job))
+            started = time.perf_counter()
+            self._conn.execute("COMMIT")
+            self.stats.seconds += time.perf_counter() - started
+        except sqlite3.Error as exc:
+            log.error("commit failed", extra={"detail": str(exc), "jobs": len(group)})
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self.stats.failures += 1
+            failed = CommitFailed(f"the relay could not store: {exc}")
+            for job in group:
+                if job.on_abort is not None:
+                    job.on_abort()
+            _settle(group, [(False, failed)] * len(group))
+            return
+        self.stats.commits += 1
+        self.stats.jobs += len(group)
+        self.stats.largest_group = max(self.stats.largest_group, len(group))
+        self.stats.group_sizes = [*self.stats.group_sizes[-99:], len(group)]
+        _settle(group, outcomes)
+
+    def _one(self, job: _Job[Any]) -> tuple[bool, Any]:
+        self._conn.execute("SAVEPOINT job")
+        try:
+            value = job.fn(self.writes)
+        except Exception as exc:  # the job's own failure: roll back only this job
+            self._conn.execute("ROLLBACK TO job")
+            self._conn.execute("RELEASE job")
+            if job.on_abort is not None:
+                job.on_abort()
+            return False, exc
+        self._conn.execute("RELEASE job")
+        return True, value
+
+
+def _settle(group: list[_Job[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+    """Complete the group's futures with one callback per event loop (not one per job),
+    so the loop resumes every waiting request in one go and their next jobs arrive
+    together for the next group."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for job, (ok, value) in zip(group, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+            loop.call_soon_threadsafe(_complete, items)
+
+
+def _complete(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in items:
+        if future.done():
+            continue  # the request was cancelled (its connection went away)
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

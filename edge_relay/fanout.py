@@ -1,0 +1,286 @@
+"""Spectator fan-out: one live frame per race per tick to every session, latest wins.
+
+**When frames go out.** A race's frame is produced ``coalesce_ms`` after the first new
+fix since its last frame (GPS receivers fix on the UTC second, so a race's riders arrive
+in one burst and one frame carries them all, a few tens of milliseconds after they
+arrive), never sooner than ``min_interval_ms`` after the previous frame, and at least
+every ``interval_ms`` (default 1 s) even with no news, so fix ages keep counting.
+
+**What goes out** (see docs/live-frames.md, "Choosing bases"): every ``keyframe_every``
+frames a snapshot becomes the base; the frames between are deltas against it, so a lost
+datagram never breaks the next one. WebTransport sessions get each frame as one datagram
+(a frame too big for a datagram goes on a stream) and, when they join, the current base
+on a stream (a datagram sent with the session's 200 may be dropped). WebSocket clients
+get snapshots (their transport is reliable and ordered), each client holding only the
+newest one not yet written: a client that never reads costs one frame of memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sync_protocol.frames import (
+    FrameKind,
+    LiveFrame,
+    encode_delta,
+    encode_snapshot,
+    fits_datagram,
+    peek_kind,
+)
+
+from .h3 import WebTransportSession
+
+MAX_ARRIVALS = 1_000
+MAX_RECENT = 100_000
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000)
+
+
+@dataclass(slots=True)
+class TickPolicy:
+    """When a race's frames are produced."""
+
+    interval_ms: int = 1_000
+    """Longest time between two frames."""
+    min_interval_ms: int = 500
+    """Shortest time between two frames."""
+    coalesce_ms: int = 40
+    """Wait after the first new fix, to take its burst in one frame."""
+    keyframe_every: int = 5
+    """A snapshot base every this many frames."""
+
+
+class SocketClient:
+    """A WebSocket spectator: a one-frame mailbox (latest wins) and a wake-up event."""
+
+    def __init__(self) -> None:
+        self.pending: bytes | None = None
+        """The newest frame not yet written."""
+        self.ready = asyncio.Event()
+        self.replaced = 0
+        """Frames overwritten before the client took them (a slow client)."""
+
+    def offer(self, frame: bytes) -> None:
+        """Replace the pending frame with a newer one."""
+        if self.pending is not None:
+            self.replaced += 1
+        self.pending = frame
+        self.ready.set()
+
+    async def next_frame(self) -> bytes:
+        """Wait for and take the newest frame."""
+        await self.ready.wait()
+        self.ready.clear()
+        frame, self.pending = self.pending, None
+        assert frame is not None
+        return frame
+
+
+@dataclass(slots=True)
+class FanoutStats:
+    """Counters for metrics."""
+
+    frames: int = 0
+    """Frames produced (all races)."""
+    datagrams: int = 0
+    """Datagrams handed to QUIC."""
+    stream_frames: int = 0
+    """Frames sent on streams (joins, oversized frames)."""
+    socket_frames: int = 0
+    """Frames offered to WebSocket clients."""
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_MS))
+    """Fix arrival to frame out: how many took at most each of LATENCY_BUCKETS_MS."""
+    latency_count: int = 0
+    """Latencies recorded."""
+    latency_sum_ms: float = 0.0
+    """Their sum."""
+    recent_ms: list[float] = field(default_factory=list)
+    """The latest latencies (bounded; benchmarks read them)."""
+
+    def record(self, latency_ms: float) -> None:
+        """Count one fix's arrival-to-frame latency."""
+        for i, bound in enumerate(LATENCY_BUCKETS_MS):
+            if latency_ms <= bound:
+                self.latency_buckets[i] += 1
+        self.latency_count += 1
+        self.latency_sum_ms += latency_ms
+        if len(self.recent_ms) >= MAX_RECENT:
+            del self.recent_ms[: MAX_RECENT // 2]
+        self.recent_ms.append(latency_ms)
+
+
+class RaceChannel:
+    """One race's audience and its frame sequence."""
+
+    def __init__(self, race_id: int) -> None:
+        self.race_id = race_id
+        self.sessions: set[WebTransportSession] = set()
+        self.sockets: set[SocketClient] = set()
+        self.base: LiveFrame | None = None
+        self.base_bytes = b""
+        self.last_bytes = b""
+        self.since_base = 0
+        self.last_frame_ms = 0.0
+        self.arrivals: list[float] = []
+        """Monotonic ms at which each fix since the last frame arrived (for latency)."""
+        self.timer: asyncio.TimerHandle | None = None
+
+    def encode(self, frame: LiveFrame, keyframe_every: int) -> bytes:
+        """Encode ``frame`` as a snapshot (a new base) or a delta against the base."""
+        if self.base is None or self.since_base >= keyframe_every - 1:
+            data = encode_snapshot(frame)
+        else:
+            data = encode_delta(self.base, frame)
+        if peek_kind(data) is FrameKind.SNAPSHOT:
+            self.base, self.base_bytes, self.since_base = frame, data, 0
+        else:
+            self.since_base += 1
+        self.last_bytes = data
+        return data
+
+
+class Fanout:
+    """Every race's channel, and the ticking that feeds them."""
+
+    def __init__(
+        self,
+        make_frame: Callable[[int, int], LiveFrame | None],
+        policy: TickPolicy | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.make_frame = make_frame
+        """``(race_id, now_ms)`` → the race's frame now (None: race unknown)."""
+        self.policy = policy or TickPolicy()
+        self.clock_ms = clock_ms
+        self.channels: dict[int, RaceChannel] = {}
+        self.stats = FanoutStats()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def channel(self, race_id: int) -> RaceChannel:
+        """The race's channel (created on first use)."""
+        channel = self.channels.get(race_id)
+        if channel is None:
+            channel = self.channels[race_id] = RaceChannel(race_id)
+        return channel
+
+    @property
+    def session_count(self) -> int:
+        """WebTransport sessions across races."""
+        return sum(len(c.sessions) for c in self.channels.values())
+
+    @property
+    def socket_count(self) -> int:
+        """WebSocket clients across races."""
+        return sum(len(c.sockets) for c in self.channels.values())
+
+    def start(self) -> None:
+        """Start the heartbeat (call from the event loop)."""
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    async def stop(self) -> None:
+        """Stop ticking."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        for channel in self.channels.values():
+            if channel.timer is not None:
+                channel.timer.cancel()
+
+    def join(self, race_id: int, session: WebTransportSession) -> None:
+        """A spectator opened a session: the base on a stream, then the newest delta."""
+        channel = self.channel(race_id)
+        channel.sessions.add(session)
+        session.state = race_id
+        if channel.base is None:
+            self.tick(race_id)
+        else:
+            session.send_on_stream(channel.base_bytes)
+            if channel.last_bytes and channel.last_bytes is not channel.base_bytes:
+                self._send_datagram(session, channel.last_bytes)
+        self.stats.stream_frames += 1
+
+    def leave(self, session: WebTransportSession) -> None:
+        """A session ended."""
+        channel = self.channels.get(session.state) if isinstance(session.state, int) else None
+        if channel is not None:
+            channel.sessions.discard(session)
+
+    def resync(self, session: WebTransportSession) -> None:
+        """The browser asked for a fresh base (it lost its own)."""
+        channel = self.channels.get(session.state) if isinstance(session.state, int) else None
+        if channel is not None and channel.base_bytes:
+            session.send_on_stream(channel.base_bytes)
+            self.stats.stream_frames += 1
+
+    def subscribe_socket(self, race_id: int) -> SocketClient:
+        """A WebSocket spectator: gets the newest snapshot at once, then each tick's."""
+        client = SocketClient()
+        channel = self.channel(race_id)
+        channel.sockets.add(client)
+        frame = self.make_frame(race_id, self.clock_ms())
+        if frame is not None:
+            client.offer(encode_snapshot(frame))
+        return client
+
+    def unsubscribe_socket(self, race_id: int, client: SocketClient) -> None:
+        """A WebSocket spectator left."""
+        self.channel(race_id).sockets.discard(client)
+
+    def news(self, race_id: int, arrived_ms: float | None = None) -> None:
+        """New positions or actions for a race: schedule its next frame.
+
+        ``arrived_ms`` is when the news reached the relay (``time.monotonic()`` in ms).
+        """
+        channel = self.channel(race_id)
+        now = time.monotonic() * 1000
+        if len(channel.arrivals) < MAX_ARRIVALS:
+            channel.arrivals.append(arrived_ms if arrived_ms is not None else now)
+        if channel.timer is not None:
+            return
+        delay = max(
+            self.policy.coalesce_ms, channel.last_frame_ms + self.policy.min_interval_ms - now
+        )
+        loop = asyncio.get_running_loop()
+        channel.timer = loop.call_later(delay / 1000, self.tick, race_id)
+
+    def tick(self, race_id: int) -> None:
+        """Produce the race's frame now and send it to everyone watching."""
+        channel = self.channel(race_id)
+        if channel.timer is not None:
+            channel.timer.cancel()
+            channel.timer = None
+        channel.last_frame_ms = time.monotonic() * 1000
+        frame = self.make_frame(race_id, self.clock_ms())
+        if frame is None:
+            return
+        data = channel.encode(frame, self.policy.keyframe_every)
+        self.stats.frames += 1
+        for session in [s for s in channel.sessions if not s.closed]:
+            self._send_datagram(session, data)
+        if channel.sockets:
+            snapshot = data if peek_kind(data) is FrameKind.SNAPSHOT else encode_snapshot(frame)
+            for client in channel.sockets:
+                client.offer(snapshot)
+                self.stats.socket_frames += 1
+        for arrived in channel.arrivals:
+            self.stats.record(channel.last_frame_ms - arrived)
+        channel.arrivals.clear()
+
+    def _send_datagram(self, session: WebTransportSession, data: bytes) -> None:
+        if fits_datagram(data):
+            session.send_datagram(data)
+            self.stats.datagrams += 1
+        else:
+            session.send_on_stream(data)
+            self.stats.stream_frames += 1
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.interval_ms / 4000)
+            now = time.monotonic() * 1000
+            for race_id, channel in list(self.channels.items()):
+                due = now - channel.last_frame_ms >= self.policy.interval_ms
+                if due and channel.timer is None and (channel.sessions or channel.sockets):
+                    self.tick(race_id)

@@ -1,0 +1,322 @@
+"""The relay's UDP side: aioquic HTTP/3 for tracker uploads, WebTransport for spectators.
+
+Hypercorn has no WebTransport, so this is aioquic itself: one
+:class:`RelayQuicProtocol` per QUIC connection turns H3 events into calls on a
+:class:`Handler` (plain requests) and :class:`WebTransportSession` objects (a spectator
+watching a race). Everything about *what* to answer lives in the handler; this module only
+moves bytes.
+
+Known aioquic pitfall, handled in :meth:`WebTransportSession.send_on_stream`: a
+bidirectional WebTransport stream opened by the server would have the peer's reply parsed
+as HTTP/3 frames (and the connection closed with 0x106, H3_FRAME_UNEXPECTED) unless the
+stream is registered as a WebTransport stream of its session first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer, serve
+from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection
+from aioquic.h3.events import (
+    DataReceived,
+    H3Event,
+    HeadersReceived,
+    WebTransportStreamDataReceived,
+)
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent
+from aioquic.tls import SessionTicket
+
+log = logging.getLogger("gruppetto.relay.h3")
+
+REQUEST_TIMEOUT_S = 30.0
+"""A request whose body has not fully arrived by then is reset (half-open uploads)."""
+IDLE_TIMEOUT_S = 60.0
+"""A QUIC connection with no traffic for this long is closed."""
+MAX_PENDING_DATAGRAMS = 2
+"""Datagrams queued per connection beyond which the oldest are dropped (latest wins)."""
+H3_REQUEST_CANCELLED = 0x10C
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An HTTP answer."""
+
+    status: int
+    """Status code."""
+    body: bytes = b""
+    """Body."""
+    content_type: str = "application/json"
+    """Content type of the body."""
+
+
+class Handler(Protocol):
+    """What the relay does with requests and sessions."""
+
+    max_body: int
+    """Largest request body accepted (413 beyond)."""
+
+    async def request(self, method: str, path: str, body: bytes) -> Response:
+        """Answer one HTTP/3 request."""
+
+    def session_opened(self, path: str, session: WebTransportSession) -> bool:
+        """A WebTransport CONNECT on ``path``: False refuses it (404)."""
+
+    def session_closed(self, session: WebTransportSession) -> None:
+        """A session ended (closed by the peer, or its connection went away)."""
+
+    def session_message(self, session: WebTransportSession, data: bytes) -> None:
+        """The browser wrote ``data`` on one of the session's streams."""
+
+
+class WebTransportSession:
+    """One spectator's WebTransport session."""
+
+    def __init__(self, protocol: RelayQuicProtocol, session_id: int, path: str) -> None:
+        self.protocol = protocol
+        self.session_id = session_id
+        """The CONNECT stream's id."""
+        self.path = path
+        """The path of the CONNECT request (``/live/RACE``)."""
+        self.closed = False
+        """True once the session or its connection ended."""
+        self.state: Any = None
+        """The fan-out's per-session data."""
+
+    def send_datagram(self, data: bytes) -> None:
+        """Send one datagram; if the connection is behind, older datagrams are dropped."""
+        if self.closed or self.protocol.h3 is None:
+            return
+        pending = self.protocol.pending_datagrams()
+        while pending is not None and len(pending) >= MAX_PENDING_DATAGRAMS:
+            pending.popleft()
+            self.protocol.dropped_datagrams += 1
+        self.protocol.h3.send_datagram(self.session_id, data)
+        self.protocol.transmit()
+
+    def send_on_stream(self, data: bytes) -> None:
+        """Send ``data`` on a new server-opened bidirectional stream, then end our side."""
+        h3 = self.protocol.h3
+        if self.closed or h3 is None:
+            return
+        stream_id = h3.create_webtransport_stream(self.session_id, is_unidirectional=False)
+        # Register the stream as WebTransport so the browser's reply on it is delivered as
+        # WebTransportStreamDataReceived rather than parsed as HTTP/3 frames (aioquic
+        # pitfall: it would close the connection with H3_FRAME_UNEXPECTED).
+        with h3._get_or_create_stream(stream_id) as stream:
+            stream.frame_type = FrameType.WEBTRANSPORT_STREAM
+            stream.session_id = self.session_id
+        self.protocol._quic.send_stream_data(stream_id, data, end_stream=True)
+        self.protocol.transmit()
+
+    def close(self) -> None:
+        """End the session (its CONNECT stream)."""
+        if not self.closed and self.protocol.h3 is not None:
+            self.protocol._quic.send_stream_data(self.session_id, b"", end_stream=True)
+            self.protocol.transmit()
+        self.closed = True
+
+
+@dataclass(slots=True)
+class _Request:
+    method: str
+    path: str
+    body: bytearray = field(default_factory=bytearray)
+    too_large: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
+class RelayQuicProtocol(QuicConnectionProtocol):
+    """One QUIC connection: HTTP/3 requests and WebTransport sessions."""
+
+    def __init__(self, *args: Any, handler: Handler, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handler = handler
+        self.h3: H3Connection | None = None
+        self.sessions: dict[int, WebTransportSession] = {}
+        self.dropped_datagrams = 0
+        self._requests: dict[int, _Request] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def pending_datagrams(self) -> Any:
+        """aioquic's queue of datagram frames not yet sent (a deque), if it has one."""
+        return getattr(self._quic, "_datagrams_pending", None)
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
+            self.h3 = H3Connection(self._quic, enable_webtransport=True)
+        elif isinstance(event, ConnectionTerminated):
+            self._terminated()
+        if self.h3 is not None:
+            for h3_event in self.h3.handle_event(event):
+                self._h3_event(h3_event)
+
+    def _h3_event(self, event: H3Event) -> None:
+        if isinstance(event, HeadersReceived):
+            self._headers(event)
+        elif isinstance(event, DataReceived):
+            request = self._requests.get(event.stream_id)
+            if request is not None:
+                self._body(event.stream_id, request, event.data, event.stream_ended)
+            elif event.stream_ended and event.stream_id in self.sessions:
+                ended = self.sessions.pop(event.stream_id)  # the browser ended it
+                ended.closed = True
+                self.handler.session_closed(ended)
+        elif isinstance(event, WebTransportStreamDataReceived):
+            session = self.sessions.get(event.session_id)
+            if session is not None and event.data:
+                self.handler.session_message(session, event.data)
+
+    def _headers(self, event: HeadersReceived) -> None:
+        headers = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in event.headers}
+        method, path = headers.get(":method", ""), headers.get(":path", "/")
+        if method == "CONNECT" and headers.get(":protocol") == "webtransport":
+            self._connect(event.stream_id, path)
+            return
+        request = _Request(method, path)
+        self._requests[event.stream_id] = request
+        request.timer = self._loop.call_later(REQUEST_TIMEOUT_S, self._timed_out, event.stream_id)
+        if event.stream_ended:
+            self._body(event.stream_id, request, b"", True)
+
+    def _connect(self, stream_id: int, path: str) -> None:
+        if self.h3 is None:
+            return
+        session = WebTransportSession(self, stream_id, path)
+        self.sessions[stream_id] = session
+        if not self.handler.session_opened(path, session):
+            del self.sessions[stream_id]
+            self.h3.send_headers(stream_id, [(b":status", b"404")], end_stream=True)
+            self.transmit()
+            return
+        self.h3.send_headers(
+            stream_id, [(b":status", b"200"), (b"sec-webtransport-http3-draft", b"draft02")]
+        )
+        self.transmit()
+
+    def _body(self, stream_id: int, request: _Request, data: bytes, ended: bool) -> None:
+        if not request.too_large:
+            request.body += data
+            if len(request.body) > self.handler.max_body:
+                request.too_large = True
+                request.body = bytearray()
+        if not ended:
+            return
+        del self._requests[stream_id]
+        if request.timer is not None:
+            request.timer.cancel()
+        if request.too_large:
+            too_large = Response(413, b'{"error":"oversized","message":"request body too large"}')
+            self._respond(stream_id, too_large)
+            return
+        self._spawn(self._answer(stream_id, request))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, stream_id: int, request: _Request) -> None:
+        try:
+            response = await self.handler.request(request.method, request.path, bytes(request.body))
+        except Exception:
+            log.exception("request failed", extra={"path": request.path})
+            response = Response(500, b'{"error":"internal","message":"relay error"}')
+        self._respond(stream_id, response)
+
+    def _respond(self, stream_id: int, response: Response) -> None:
+        if self.h3 is None or self._quic._close_event is not None:
+            return
+        try:
+            self.h3.send_headers(
+                stream_id,
+                [
+                    (b":status", str(response.status).encode()),
+                    (b"content-type", response.content_type.encode()),
+                    (b"content-length", str(len(response.body)).encode()),
+                ],
+            )
+            self.h3.send_data(stream_id, response.body, end_stream=True)
+        except Exception:  # the peer reset the stream meanwhile: nothing to answer
+            log.debug("response dropped", extra={"stream": stream_id})
+        self.transmit()
+
+    def _timed_out(self, stream_id: int) -> None:
+        request = self._requests.pop(stream_id, None)
+        if request is not None:
+            log.info("request timed out", extra={"path": request.path})
+            self._quic.reset_stream(stream_id, H3_REQUEST_CANCELLED)
+            self.transmit()
+
+    def _terminated(self) -> None:
+        for request in self._requests.values():
+            if request.timer is not None:
+                request.timer.cancel()
+        self._requests.clear()
+        for session in self.sessions.values():
+            session.closed = True
+            self.handler.session_closed(session)
+        self.sessions.clear()
+
+
+class SessionTickets:
+    """Session tickets for resumption (0-RTT reconnects of trackers), bounded."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._tickets: OrderedDict[bytes, SessionTicket] = OrderedDict()
+        self._limit = limit
+
+    def add(self, ticket: SessionTicket) -> None:
+        """Remember a ticket the server issued."""
+        self._tickets[ticket.ticket] = ticket
+        while len(self._tickets) > self._limit:
+            self._tickets.popitem(last=False)
+
+    def pop(self, label: bytes) -> SessionTicket | None:
+        """The ticket a client presents (single use)."""
+        return self._tickets.pop(label, None)
+
+
+def quic_configuration(cert_path: str, key_path: str) -> QuicConfiguration:
+    """Server configuration: HTTP/3 with datagrams (WebTransport), idle timeout."""
+    config = QuicConfiguration(
+        alpn_protocols=H3_ALPN,
+        is_client=False,
+        max_datagram_frame_size=65_536,
+        idle_timeout=IDLE_TIMEOUT_S,
+    )
+    config.load_cert_chain(cert_path, key_path)
+    return config
+
+
+async def serve_h3(
+    host: str,
+    port: int,
+    configuration: QuicConfiguration,
+    handler: Handler,
+    tickets: SessionTickets,
+    on_protocol: Callable[[RelayQuicProtocol], None] | None = None,
+) -> QuicServer:
+    """Listen on UDP ``host:port`` (port 0: any free port)."""
+
+    def create(*args: Any, **kwargs: Any) -> RelayQuicProtocol:
+        protocol = RelayQuicProtocol(*args, handler=handler, **kwargs)
+        if on_protocol is not None:
+            on_protocol(protocol)
+        return protocol
+
+    return await serve(
+        host,
+        port,
+        configuration=configuration,
+        create_protocol=create,
+        session_ticket_fetcher=tickets.pop,
+        session_ticket_handler=tickets.add,
+    )

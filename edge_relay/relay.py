@@ -1,0 +1,306 @@
+"""One relay process: every part wired together on one asyncio loop.
+
+:class:`Relay` owns the store's writer, the tracker ingest, the race configuration, live
+scoring, the spectator fan-out, the UDP (aioquic) and TCP (Hypercorn) servers, the
+uplink to the cloud, zeroconf, and certificate rotation. It is also the
+:class:`~edge_relay.h3.Handler` that answers HTTP/3 requests and WebTransport sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sync_protocol.discovery import RelayAdvert
+from sync_protocol.errors import CertificateError, ProtocolError
+from sync_protocol.frames import LiveFrame
+from sync_protocol.upload import (
+    BATCHES_PATH,
+    CONTENT_TYPE,
+    HELLO_PATH,
+    MAX_UPLOAD_BYTES,
+    encode_results,
+)
+
+from .commit import CommitFailed, GroupCommitter
+from .discovery import Advertiser
+from .fanout import Fanout, TickPolicy
+from .h3 import Response, SessionTickets, WebTransportSession, quic_configuration, serve_h3
+from .ingest import RelayIngest, UploadOutcome
+from .live import LiveRaces
+from .races import RelayConfig
+from .settings import RelaySettings
+from .store import Reads, connect
+from .tls import RelayCertificate, ensure_certificate, load_certificate, needs_renewal
+from .uplink import Uplink
+
+log = logging.getLogger("gruppetto.relay")
+
+LIVE_PATH = re.compile(r"^/live/(\d{1,18})$")
+ROTATION_CHECK_S = 3_600.0
+
+
+class RelayNotConfigured(RuntimeError):
+    """No race configuration yet and no cloud to fetch it from."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _json(status: int, doc: Any) -> Response:
+    return Response(status, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def _refusal(exc: ProtocolError) -> Response:
+    status = 403 if isinstance(exc, CertificateError) else 400
+    return _json(status, {"error": exc.reason, "message": exc.message})
+
+
+class Relay:
+    """The edge relay."""
+
+    max_body = MAX_UPLOAD_BYTES
+
+    def __init__(self, settings: RelaySettings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.committer = GroupCommitter(settings.db_path)
+        self.reads = Reads(connect(settings.db_path, writer=False))
+        self.uplink_reads = Reads(connect(settings.db_path, writer=False))
+        saved = self.reads.config("relay")
+        self.config: RelayConfig | None = RelayConfig.from_document(saved) if saved else None
+        self.live = LiveRaces()
+        self.fanout = Fanout(self._frame, TickPolicy(interval_ms=settings.tick_ms))
+        self.ingest: RelayIngest | None = None
+        if self.config is not None:
+            self._apply(self.config)
+        self.certificate = self._certificate()
+        self.quic_config = quic_configuration(
+            str(self.certificate.cert_path), str(self.certificate.key_path)
+        )
+        self.tickets = SessionTickets()
+        self.uplink: Uplink | None = None
+        if settings.cloud_url and settings.credential:
+            self.uplink = Uplink(
+                settings.cloud_url,
+                settings.credential,
+                self.committer,
+                self.uplink_reads,
+                on_config=self._on_config_doc,
+                on_live=self._on_cloud_live,
+                verify=settings.cloud_verify,
+                config_every_s=settings.config_every_s,
+            )
+        self.advertiser: Advertiser | None = None
+        self.quic_port = 0
+        self.http_port = 0
+        self.connections = 0
+        self.started_at = time.time()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the servers and start every loop."""
+        if self.config is None and self.uplink is None:
+            raise RelayNotConfigured(
+                "this relay has no race configuration yet: start it once with --cloud URL "
+                "and --credential FILE while the cloud is reachable"
+            )
+        server = await serve_h3(
+            self.settings.quic_host,
+            self.settings.quic_port,
+            self.quic_config,
+            self,
+            self.tickets,
+            on_protocol=self._connection_made,
+        )
+        self._quic_server = server
+        transport = server._transport
+        if transport is None:
+            raise OSError("the QUIC server did not bind")
+        self.quic_port = int(transport.get_extra_info("sockname")[1])
+        from .web import serve_http  # heavy imports only when serving
+
+        self.http_port, self._http_task = await serve_http(self)
+        self.fanout.start()
+        if self.uplink is not None:
+            self._tasks.append(asyncio.create_task(self.uplink.run()))
+            if self.config is not None:
+                self.uplink.follow(set(self.config.race_ids))
+        self._tasks.append(asyncio.create_task(self._rotate_loop()))
+        if self.settings.advertise:
+            self.advertiser = Advertiser()
+            await self.advertiser.start(self.advert(), self.settings.interfaces)
+
+    async def stop(self) -> None:
+        """Close everything; queued writes are committed first."""
+        if self.advertiser is not None:
+            await self.advertiser.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.fanout.stop()
+        self._quic_server.close()
+        self._http_task.cancel()
+        await asyncio.gather(self._http_task, return_exceptions=True)
+        await asyncio.to_thread(self.committer.close)
+        self.reads.conn.close()
+        self.uplink_reads.conn.close()
+
+    def advert(self) -> RelayAdvert:
+        """How zeroconf describes this relay."""
+        races = tuple(self.config.race_ids) if self.config else ()
+        return RelayAdvert(
+            name=self.settings.name,
+            addresses=(self.settings.quic_host,),
+            quic_port=self.quic_port,
+            http_port=self.http_port,
+            race_ids=races,
+            cert_sha256=self.certificate.sha256_hex if self.certificate.self_signed else "",
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What ``/api/info`` says (the spectator page and the console read it)."""
+        races = []
+        for race in self.config.races.values() if self.config else ():
+            races.append(
+                {
+                    "id": race.race_id,
+                    "name": race.name,
+                    "state": race.state,
+                    "starts_at_ms": race.starts_at_ms,
+                    "riders": len(race.riders),
+                    "course": race.course.to_dict() if race.course else None,
+                }
+            )
+        return {
+            "name": self.settings.name,
+            "relay_id": self.config.relay_id if self.config else None,
+            "quic_port": self.quic_port,
+            "http_port": self.http_port,
+            "cert_sha256": self.certificate.sha256_hex,
+            "self_signed": self.certificate.self_signed,
+            "races": races,
+            "uplink": self.uplink.status.state if self.uplink else "none",
+        }
+
+    # -- configuration ------------------------------------------------------------------
+
+    def _apply(self, config: RelayConfig) -> None:
+        self.config = config
+        if self.ingest is None:
+            self.ingest = RelayIngest(self.committer, config.issuer, config.race_ids, _now_ms)
+        else:
+            self.ingest.serve(config.race_ids, config.issuer)
+        self.live.configure(config)
+
+    def _on_config_doc(self, doc: dict[str, Any]) -> None:
+        try:
+            config = RelayConfig.from_document(doc)
+        except ValueError as exc:
+            log.error("unusable configuration from the cloud", extra={"detail": str(exc)})
+            return
+        changed = self.config is None or self.config.race_ids != config.race_ids
+        self._apply(config)
+        if self.uplink is not None:
+            self.uplink.follow(set(config.race_ids))
+        if changed and self.advertiser is not None:
+            self._tasks.append(asyncio.create_task(self.advertiser.update(self.advert())))
+
+    def _on_cloud_live(self, race_id: int, message: dict[str, Any]) -> None:
+        if self.live.cloud_message(race_id, message):
+            self.fanout.news(race_id)
+
+    # -- certificates -------------------------------------------------------------------
+
+    def _certificate(self) -> RelayCertificate:
+        s = self.settings
+        if s.cert_file is not None and s.key_file is not None:
+            return load_certificate(s.cert_file, s.key_file)
+        return ensure_certificate(s.data_dir, s.cert_hosts, datetime.now(UTC))
+
+    async def _rotate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(ROTATION_CHECK_S)
+            self.rotate_if_due(datetime.now(UTC))
+
+    def rotate_if_due(self, now: datetime) -> bool:
+        """Replace the self-signed certificate when it nears expiry (new connections)."""
+        if not needs_renewal(self.certificate, now):
+            return False
+        self.certificate = ensure_certificate(
+            self.settings.data_dir, self.settings.cert_hosts, now + timedelta(seconds=1)
+        )
+        self.quic_config.load_cert_chain(
+            str(self.certificate.cert_path), str(self.certificate.key_path)
+        )
+        log.info("certificate rotated", extra={"sha256": self.certificate.sha256_hex})
+        if self.advertiser is not None:
+            self._tasks.append(asyncio.create_task(self.advertiser.update(self.advert())))
+        return True
+
+    # -- HTTP/3 and WebTransport (the h3.Handler protocol) ---------------------------------
+
+    def _connection_made(self, _protocol: object) -> None:
+        self.connections += 1
+
+    async def request(self, method: str, path: str, body: bytes) -> Response:
+        """Answer a tracker's HTTP/3 request."""
+        if path == "/v1/info" and method == "GET":
+            return _json(200, self.info())
+        if path not in (HELLO_PATH, BATCHES_PATH):
+            return _json(404, {"error": "not-found", "message": f"no such path {path}"})
+        if method != "POST":
+            return _json(405, {"error": "method", "message": f"use POST for {path}"})
+        if self.ingest is None:
+            return _json(503, {"error": "not-ready", "message": "no race configuration yet"})
+        try:
+            if path == HELLO_PATH:
+                reply = await self.ingest.hello(body)
+                return Response(200, reply.encode(), CONTENT_TYPE)
+            arrived = time.monotonic() * 1000
+            outcome = await self.ingest.upload(body)
+        except ProtocolError as exc:
+            return _refusal(exc)
+        except CommitFailed as exc:
+            return _json(503, {"error": "storage", "message": str(exc)})
+        self._after_upload(outcome, arrived)
+        return Response(200, encode_results(outcome.results), CONTENT_TYPE)
+
+    def _after_upload(self, outcome: UploadOutcome, arrived_ms: float) -> None:
+        if self.uplink is not None and outcome.fixes:
+            self.uplink.wake()
+        if self.config is None:
+            return
+        for live in outcome.live:
+            race = self.config.race_for(live.racer_id, live.race_ids, live.fix.t_ms)
+            if race is not None and self.live.local_fix(race.race_id, live.racer_id, live.fix):
+                self.fanout.news(race.race_id, arrived_ms)
+
+    def session_opened(self, path: str, session: WebTransportSession) -> bool:
+        """A spectator's WebTransport CONNECT to ``/live/RACE``."""
+        match = LIVE_PATH.match(path)
+        if match is None or self.config is None or int(match[1]) not in self.config.races:
+            return False
+        race_id = int(match[1])
+        asyncio.get_running_loop().call_soon(self.fanout.join, race_id, session)
+        return True
+
+    def session_closed(self, session: WebTransportSession) -> None:
+        """A spectator left."""
+        self.fanout.leave(session)
+
+    def session_message(self, session: WebTransportSession, data: bytes) -> None:
+        """The page asks for a fresh base with ``resync``."""
+        if data.strip() == b"resync":
+            self.fanout.resync(session)
+
+    def _frame(self, race_id: int, now_ms: int) -> LiveFrame | None:
+        return self.live.frame(race_id, now_ms)

@@ -1,0 +1,241 @@
+"""The relay's durable state: one SQLite file in WAL mode, one writer, readers concurrent.
+
+What is kept (``DATA/relay.db``):
+
+``devices``   each admitted device: its certificate, persisted receiver state, and how
+              far the cloud holds its chain (``cloud_acked_seq``, told back to trackers so
+              they may prune).
+``fixes``     every fix received, keyed ``(device_id, seq)``; ``verified = 0`` while
+              a fix is provisional (MAC'd live fix awaiting its signed head).
+``outbox``    verified runs still to forward to the cloud, deleted only on the cloud's
+              ack; a run the cloud refused is kept with the reason (never silently lost).
+``config``    the last race configuration downloaded from the cloud, so a restarted relay
+              runs its races with no uplink.
+
+Writes happen only on the writer thread (:mod:`edge_relay.commit`), which opens the file
+with ``synchronous=FULL``: a commit is on disk when it returns, and only then are acks
+sent. Readers open their own connections.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sync_protocol.fix import Fix
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id BLOB PRIMARY KEY,
+    certificate BLOB NOT NULL,
+    racer_id INTEGER NOT NULL,
+    receiver BLOB,
+    cloud_acked_seq INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fixes (
+    device_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    t_ms INTEGER NOT NULL,
+    lat_e7 INTEGER NOT NULL,
+    lon_e7 INTEGER NOT NULL,
+    ele_dm INTEGER NOT NULL,
+    speed_cms INTEGER NOT NULL,
+    heading_dd INTEGER NOT NULL,
+    hacc_dm INTEGER NOT NULL,
+    verified INTEGER NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    device_id BLOB NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    prev_hash BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    refused TEXT
+);
+CREATE TABLE IF NOT EXISTS config (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A verified run of one device's chain waiting to be forwarded."""
+
+    id: int
+    """Outbox row id."""
+    device_id: bytes
+    """The device."""
+    first_seq: int
+    """First fix of the run."""
+    last_seq: int
+    """Last fix of the run; the signature covers the chain head here."""
+    prev_hash: bytes
+    """Chain hash before ``first_seq``."""
+    signature: bytes
+    """The device's Ed25519 signature over the head at ``last_seq``."""
+
+
+def connect(path: Path, *, writer: bool) -> sqlite3.Connection:
+    """Open the relay database; the writer connection creates the schema."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    if writer:
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+    return conn
+
+
+class Writes:
+    """Statements run inside the writer's transaction (see :mod:`edge_relay.commit`)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def put_device(self, device_id: bytes, certificate: bytes, racer_id: int) -> None:
+        """Record (or refresh) an admitted device's certificate."""
+        self.conn.execute(
+            "INSERT INTO devices (device_id, certificate, racer_id) VALUES (?, ?, ?)"
+            " ON CONFLICT (device_id) DO UPDATE SET certificate = excluded.certificate,"
+            " racer_id = excluded.racer_id",
+            (device_id, certificate, racer_id),
+        )
+
+    def put_receiver(self, device_id: bytes, state: bytes) -> None:
+        """Persist a device's receiver state (same transaction as its fixes)."""
+        self.conn.execute("UPDATE devices SET receiver = ? WHERE device_id = ?", (state, device_id))
+
+    def put_fixes(self, device_id: bytes, fixes: Sequence[Fix], *, verified: bool) -> None:
+        """Insert fixes; a verified fix replaces a provisional one with the same seq."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO fixes (device_id, seq, t_ms, lat_e7, lon_e7, ele_dm,"
+            " speed_cms, heading_dd, hacc_dm, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    device_id,
+                    f.seq,
+                    f.t_ms,
+                    f.lat_e7,
+                    f.lon_e7,
+                    f.ele_dm,
+                    f.speed_cms,
+                    f.heading_dd,
+                    f.hacc_dm,
+                    int(verified),
+                )
+                for f in fixes
+            ],
+        )
+
+    def mark_verified(self, device_id: bytes, first: int, last: int) -> None:
+        """Provisional fixes ``first..last`` are now covered by a signature."""
+        self.conn.execute(
+            "UPDATE fixes SET verified = 1 WHERE device_id = ? AND seq BETWEEN ? AND ?"
+            " AND verified = 0",
+            (device_id, first, last),
+        )
+
+    def delete_fixes(self, device_id: bytes, first: int, last: int) -> None:
+        """Drop provisional fixes the signed chain replaced."""
+        self.conn.execute(
+            "DELETE FROM fixes WHERE device_id = ? AND seq BETWEEN ? AND ? AND verified = 0",
+            (device_id, first, last),
+        )
+
+    def queue_run(
+        self, device_id: bytes, first: int, last: int, prev_hash: bytes, signature: bytes
+    ) -> None:
+        """Queue a verified run for forwarding."""
+        self.conn.execute(
+            "INSERT INTO outbox (device_id, first_seq, last_seq, prev_hash, signature)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (device_id, first, last, prev_hash, signature),
+        )
+
+    def forwarded(self, run_ids: Iterable[int]) -> None:
+        """The cloud holds these runs durably: forget them."""
+        self.conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in run_ids])
+
+    def refused(self, run_id: int, reason: str) -> None:
+        """The cloud refused a run for good: keep it, with the reason, out of the queue."""
+        self.conn.execute("UPDATE outbox SET refused = ? WHERE id = ?", (reason, run_id))
+
+    def cloud_acked(self, device_id: bytes, seq: int) -> None:
+        """The cloud holds the device's chain up to ``seq``."""
+        self.conn.execute(
+            "UPDATE devices SET cloud_acked_seq = MAX(cloud_acked_seq, ?) WHERE device_id = ?",
+            (seq, device_id),
+        )
+
+    def put_config(self, key: str, value: Any) -> None:
+        """Save a configuration document (JSON)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
+
+
+class Reads:
+    """Queries on a reader connection (any thread that owns it)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def device(self, device_id: bytes) -> tuple[bytes, bytes | None, int] | None:
+        """A device's certificate, receiver state and cloud-acked seq."""
+        row = self.conn.execute(
+            "SELECT certificate, receiver, cloud_acked_seq FROM devices WHERE device_id = ?",
+            (device_id,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], int(row[2]))
+
+    def fixes(self, device_id: bytes, first: int, last: int) -> list[Fix]:
+        """Stored fixes ``first..last`` of a device, in order."""
+        rows = self.conn.execute(
+            "SELECT seq, t_ms, lat_e7, lon_e7, ele_dm, speed_cms, heading_dd, hacc_dm"
+            " FROM fixes WHERE device_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (device_id, first, last),
+        ).fetchall()
+        return [Fix(*row) for row in rows]
+
+    def pending_runs(self, limit: int) -> list[Run]:
+        """Oldest runs not yet forwarded (and not refused)."""
+        rows = self.conn.execute(
+            "SELECT id, device_id, first_seq, last_seq, prev_hash, signature FROM outbox"
+            " WHERE refused IS NULL ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [Run(*row) for row in rows]
+
+    def backlog(self) -> tuple[int, int]:
+        """Runs and fixes waiting to be forwarded."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(last_seq - first_seq + 1), 0) FROM outbox"
+            " WHERE refused IS NULL"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def refused_runs(self) -> int:
+        """Runs the cloud refused (kept for an operator to look at)."""
+        return int(
+            self.conn.execute("SELECT COUNT(*) FROM outbox WHERE refused IS NOT NULL").fetchone()[0]
+        )
+
+    def config(self, key: str) -> Any:
+        """A saved configuration document, or None."""
+        row = self.conn.execute("SELECT value FROM config WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def count_fixes(self, device_id: bytes | None = None) -> int:
+        """Stored fixes (of one device, or all)."""
+        if device_id is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM fixes").fetchone()[0])
+        row = self.conn.execute("SELECT COUNT(*) FROM fixes WHERE device_id = ?", (device_id,))
+        return int(row.fetchone()[0])

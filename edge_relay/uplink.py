@@ -1,0 +1,276 @@
+"""The relay's link to the cloud: race configuration, store-and-forward, live positions.
+
+Three loops share one HTTP client (HTTP/2 when the cloud offers it):
+
+* **config** — ``GET /api/relay/config`` every ``config_every_s``; each answer is saved
+  in the relay's store, so a restarted relay runs its races with no uplink.
+* **forward** — the outbox (verified runs) goes to ``POST /api/ingest`` oldest first, as
+  the riders' original signed batches; a run leaves the outbox only when the cloud's
+  reply for it says the fixes are durable there (accepted or duplicate). The outbox is
+  the resumable cursor: a restart simply continues with what is left. Network errors
+  and 5xx back off exponentially with full jitter; a batch the cloud refuses is kept in
+  the store with its reason (counted, never silently dropped) and no longer retried.
+* **live** — per served race, ``GET /api/races/{id}/live`` (NDJSON: snapshot, then fix,
+  race and action messages), so spectators here also see riders connected to other
+  relays of the race, and officials' actions taken in the cloud. Reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import httpx
+
+from sync_protocol.batch import Batch, encode_batch
+from sync_protocol.framing import encode_frames
+
+from .commit import GroupCommitter
+from .store import Reads, Run, Writes
+
+log = logging.getLogger("gruppetto.relay.uplink")
+
+FORWARD_RUNS = 256
+"""Most runs in one forwarding request."""
+DURABLE = frozenset({"accepted", "duplicate"})
+"""Cloud outcomes that mean the fixes are stored there."""
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential backoff with full jitter."""
+
+    base_s: float = 0.5
+    """First delay ceiling."""
+    cap_s: float = 30.0
+    """Largest delay ceiling."""
+    failures: int = 0
+    """Consecutive failures."""
+
+    def next_delay(self) -> float:
+        """Record a failure and return how long to wait."""
+        self.failures += 1
+        ceiling = min(self.cap_s, self.base_s * 2 ** min(self.failures, 20))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        """Record a success."""
+        self.failures = 0
+
+
+@dataclass(slots=True)
+class UplinkStatus:
+    """What the uplink is doing (health, metrics, the console)."""
+
+    state: str = "down"
+    """``up`` after the last request succeeded, ``down`` after it failed."""
+    last_error: str = ""
+    """Why the last request failed."""
+    forwarded_runs: int = 0
+    """Runs the cloud acknowledged."""
+    forwarded_fixes: int = 0
+    """Fixes in those runs."""
+    refused_runs: int = 0
+    """Runs the cloud refused for good."""
+    config_version: int = 0
+    """Configurations received."""
+
+
+class Uplink:
+    """Talks to the cloud on the relay's behalf."""
+
+    def __init__(
+        self,
+        cloud_url: str,
+        credential: str,
+        committer: GroupCommitter,
+        reads: Reads,
+        *,
+        on_config: Callable[[dict[str, Any]], None],
+        on_live: Callable[[int, dict[str, Any]], None],
+        verify: bool | str = True,
+        config_every_s: float = 15.0,
+    ) -> None:
+        self.committer, self.reads = committer, reads
+        self.on_config, self.on_live = on_config, on_live
+        self.config_every_s = config_every_s
+        self.status = UplinkStatus()
+        self.relay_id: int | None = None
+        self._wake = asyncio.Event()
+        self._client = httpx.AsyncClient(
+            base_url=cloud_url.rstrip("/"),
+            headers={"Authorization": f"Relay {credential}"},
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            verify=verify,
+        )
+        self._live: dict[int, asyncio.Task[None]] = {}
+
+    def wake(self) -> None:
+        """New runs are in the outbox: forward now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Run the config and forward loops until cancelled."""
+        try:
+            await asyncio.gather(self._config_loop(), self._forward_loop())
+        finally:
+            for task in self._live.values():
+                task.cancel()
+            await asyncio.gather(*self._live.values(), return_exceptions=True)
+            await self._client.aclose()
+
+    def follow(self, race_ids: set[int]) -> None:
+        """Subscribe to the cloud's live stream of exactly these races."""
+        for race_id in set(self._live) - race_ids:
+            self._live.pop(race_id).cancel()
+        for race_id in race_ids - set(self._live):
+            self._live[race_id] = asyncio.create_task(self._live_loop(race_id))
+
+    # -- configuration ----------------------------------------------------------------
+
+    async def _config_loop(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                response = await self._client.get("/api/relay/config")
+                response.raise_for_status()
+                doc = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                self._down(f"configuration: {exc}")
+                await asyncio.sleep(min(self.config_every_s, backoff.next_delay()))
+                continue
+            backoff.reset()
+            self._up()
+            self.relay_id = int(doc["relay"]["id"])
+            await self.committer.run(partial(_save_config, doc=doc))
+            self.status.config_version += 1
+            self.on_config(doc)
+            await asyncio.sleep(self.config_every_s)
+
+    # -- store and forward ------------------------------------------------------------
+
+    async def _forward_loop(self) -> None:
+        backoff = Backoff()
+        while True:
+            runs = await asyncio.to_thread(self.reads.pending_runs, FORWARD_RUNS)
+            if not runs:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                continue
+            try:
+                await self.forward(runs)
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                self._down(f"forwarding: {exc}")
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+
+    async def forward(self, runs: list[Run]) -> None:
+        """Send runs to the cloud and settle the outbox from its per-batch replies."""
+        batches = await asyncio.to_thread(self._batches, runs)
+        response = await self._client.post(
+            "/api/ingest",
+            content=encode_frames(batches),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        if response.status_code >= 500 or response.status_code == 429:
+            raise httpx.HTTPStatusError(
+                f"cloud answered {response.status_code}",
+                request=response.request,
+                response=response,
+            )
+        response.raise_for_status()
+        results = response.json()["results"]
+        if len(results) != len(runs):
+            raise ValueError(f"cloud answered {len(results)} results for {len(runs)} batches")
+        self._up()
+        done: list[int] = []
+        refused: list[tuple[int, str]] = []
+        acked: dict[bytes, int] = {}
+        fixes = 0
+        for run, result in zip(runs, results, strict=True):
+            outcome = result.get("outcome")
+            if outcome in DURABLE:
+                done.append(run.id)
+                fixes += run.last_seq - run.first_seq + 1
+            elif outcome == "rejected":
+                refused.append((run.id, str(result.get("reason", "rejected"))))
+                log.warning(
+                    "cloud refused a run",
+                    extra={"device": run.device_id.hex(), "reason": result.get("reason")},
+                )
+            ack = result.get("ack")
+            if ack:
+                acked[run.device_id] = max(acked.get(run.device_id, 0), int(ack["acked_seq"]))
+
+        def settle(w: Writes) -> None:
+            w.forwarded(done)
+            for run_id, reason in refused:
+                w.refused(run_id, reason)
+            for device, seq in acked.items():
+                w.cloud_acked(device, seq)
+
+        await self.committer.run(settle)
+        self.status.forwarded_runs += len(done)
+        self.status.forwarded_fixes += fixes
+        self.status.refused_runs += len(refused)
+
+    def _batches(self, runs: list[Run]) -> list[bytes]:
+        out = []
+        for run in runs:
+            fixes = self.reads.fixes(run.device_id, run.first_seq, run.last_seq)
+            batch = Batch(run.device_id, tuple(fixes), run.signature, prev_hash=run.prev_hash)
+            out.append(encode_batch(batch))
+        return out
+
+    # -- live positions from other relays -----------------------------------------------
+
+    async def _live_loop(self, race_id: int) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                async with self._client.stream(
+                    "GET", f"/api/races/{race_id}/live", timeout=httpx.Timeout(None, connect=5.0)
+                ) as response:
+                    response.raise_for_status()
+                    backoff.reset()
+                    async for line in response.aiter_lines():
+                        if line:
+                            self._live_message(race_id, json.loads(line))
+            except (httpx.HTTPError, ValueError) as exc:
+                log.info("live stream ended", extra={"race": race_id, "detail": str(exc)})
+            await asyncio.sleep(backoff.next_delay())
+
+    def _live_message(self, race_id: int, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "fix" and message.get("via") == self.relay_id:
+            return  # our own riders, already scored here
+        if kind == "snapshot":
+            message = {
+                **message,
+                "riders": [r for r in message.get("riders", []) if r.get("via") != self.relay_id],
+            }
+        if kind in ("snapshot", "fix", "race", "action"):
+            self.on_live(race_id, message)
+
+    def _up(self) -> None:
+        self.status.state = "up"
+        self.status.last_error = ""
+
+    def _down(self, why: str) -> None:
+        if self.status.state != "down" or self.status.last_error != why:
+            log.warning("uplink down", extra={"detail": why})
+        self.status.state = "down"
+        self.status.last_error = why
+
+
+def _save_config(w: Writes, *, doc: dict[str, Any]) -> None:
+    w.put_config("relay", doc)
