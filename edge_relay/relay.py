@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -103,6 +104,7 @@ class Relay:
         self.connections = 0
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._advert_lock = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -136,8 +138,10 @@ class Relay:
                 self.uplink.follow(set(self.config.race_ids))
         self._tasks.append(asyncio.create_task(self._rotate_loop()))
         if self.settings.advertise:
-            self.advertiser = Advertiser()
-            await self.advertiser.start(self.advert(), self.settings.interfaces)
+            advertiser = Advertiser()
+            await advertiser.start(self.advert(), self.settings.interfaces)
+            self.advertiser = advertiser
+            await self._readvertise()  # the races may have changed meanwhile
 
     async def stop(self) -> None:
         """Close everything; queued writes are committed first."""
@@ -211,12 +215,25 @@ class Relay:
         self._apply(config)
         if self.uplink is not None:
             self.uplink.follow(set(config.race_ids))
-        if changed and self.advertiser is not None:
-            self._tasks.append(asyncio.create_task(self.advertiser.update(self.advert())))
+        if changed:
+            self._tasks.append(asyncio.create_task(self._readvertise()))
 
     def _on_cloud_live(self, race_id: int, message: dict[str, Any]) -> None:
         if self.live.cloud_message(race_id, message):
             self.fanout.news(race_id)
+
+    async def _readvertise(self) -> None:
+        """Announce the current races and certificate hash, if they changed."""
+        async with self._advert_lock:
+            if self.advertiser is None:
+                return
+            wanted = replace(self.advert(), name=self.advertiser.advert.name)
+            if self.advertiser.advert == wanted:
+                return
+            try:
+                await self.advertiser.update(wanted)
+            except Exception:
+                log.exception("zeroconf update failed")
 
     # -- certificates -------------------------------------------------------------------
 
@@ -243,7 +260,7 @@ class Relay:
         )
         log.info("certificate rotated", extra={"sha256": self.certificate.sha256_hex})
         if self.advertiser is not None:
-            self._tasks.append(asyncio.create_task(self.advertiser.update(self.advert())))
+            self._tasks.append(asyncio.create_task(self._readvertise()))
         return True
 
     # -- HTTP/3 and WebTransport (the h3.Handler protocol) ---------------------------------
