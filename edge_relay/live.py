@@ -1,4 +1,4 @@
-"""The relay's races in play: one :class:`~edge_relay.scoring.RaceScorer` per served race.
+"""The relay's races in play: one :class:`~sync_protocol.race.scoring.RaceScorer` per served race.
 
 Feeds each scorer from three sources — the configuration (course, start list, state and
 actions, refreshed from the cloud or restored from the store), fixes verified here, and
@@ -16,9 +16,9 @@ from typing import Any
 from sync_protocol.errors import LocalProtocolError
 from sync_protocol.fix import Fix
 from sync_protocol.frames import LiveFrame
+from sync_protocol.race.scoring import FixOutcome, RaceScorer
 
 from .races import RaceInfo, RelayConfig
-from .scoring import FixOutcome, RaceScorer
 
 log = logging.getLogger("gruppetto.relay.live")
 

@@ -16,6 +16,7 @@ from tests.cloud.conftest import CloudServer, start_cloud
 from tests.edge_relay.harness import (
     RelayProcess,
     RelayRider,
+    now_ms,
     setup_relay_race,
     start_race,
     start_relay,
@@ -37,7 +38,11 @@ def race(
 ) -> Iterator[tuple[httpx.Client, int, list[RelayRider], RelayProcess]]:
     tmp = tmp_path_factory.mktemp("race")
     admin, race_id, credential = setup_relay_race(cloud, tmp)
-    riders = [RelayRider(cloud, admin, race_id, count=60, offset_m=300.0 * i) for i in range(3)]
+    start = now_ms() - 61_000  # the last fixes are fresh: riders show as racing
+    riders = [
+        RelayRider(cloud, admin, race_id, count=60, offset_m=300.0 * i, start_ms=start)
+        for i in range(3)
+    ]
     start_race(admin, race_id)
     relay = start_relay(tmp / "relay", cloud, credential, "--tick-ms", "200")
     wait_for(lambda: configured(relay, race_id), what="relay configuration")

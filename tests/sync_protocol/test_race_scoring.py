@@ -9,15 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_relay.groups import GroupRole, OnRoad, form_groups
-from edge_relay.progress_log import ProgressLog
-from edge_relay.scoring import (
-    AlertKind,
-    FixOutcome,
-    RaceScorer,
-    ScoringSettings,
-    Standing,
-)
 from sync_protocol.course import Checkpoint, Course
 from sync_protocol.errors import LocalProtocolError
 from sync_protocol.frames import (
@@ -27,6 +18,15 @@ from sync_protocol.frames import (
     encode_delta,
     encode_snapshot,
     fits_datagram,
+)
+from sync_protocol.race.groups import GroupRole, OnRoad, form_groups
+from sync_protocol.race.progress_log import ProgressLog
+from sync_protocol.race.scoring import (
+    AlertKind,
+    FixOutcome,
+    RaceScorer,
+    ScoringSettings,
+    Standing,
 )
 from tracker_app.simulate import START_MS, realistic_track
 

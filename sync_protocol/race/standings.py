@@ -1,7 +1,7 @@
 """The race-wide view at one instant: statuses, the leader, gaps, groups, the leaderboard.
 
 :func:`build_view` is a pure function of the riders' tracks and the time; the
-:class:`~edge_relay.scoring.RaceScorer` caches its result per (time, state version).
+:class:`~sync_protocol.race.scoring.RaceScorer` caches its result per (time, state version).
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sync_protocol.frames import RaceStatus, RiderStatus
-
+from ..frames import RaceStatus, RiderStatus
 from .groups import Group, GroupRole, OnRoad, form_groups
 from .rider_track import Marks, Passage, Penalty, RiderTrack
-from .scoring_settings import ScoringSettings
+from .settings import ScoringSettings
 
 UNCLASSIFIED = (RiderStatus.DNF, RiderStatus.DSQ, RiderStatus.DNS)
 """Out of the race, listed after everyone else in this order (as the cloud's results)."""

@@ -4,7 +4,7 @@
 on the course (a window of race distance around the last progress, sized by the time
 since it), monotone progress, checkpoint passages interpolated between two on-course
 fixes, and whether the rider stands still or is off course. The race-wide view (gaps,
-groups, standings, alerts) is :mod:`edge_relay.scoring`.
+groups, standings, alerts) is :mod:`sync_protocol.race.scoring`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sync_protocol.course import Course, Projection, crossing_time_ms
-from sync_protocol.frames import RiderStatus
-from sync_protocol.geo import haversine_m
-
+from ..course import Course, Projection, crossing_time_ms
+from ..frames import RiderStatus
+from ..geo import haversine_m
 from .progress_log import ProgressLog, Sample
-from .scoring_settings import ScoringSettings
+from .settings import ScoringSettings
 
 FINISH_NAME = "Finish"
 """Name of the finish line when the course has no checkpoint of kind "finish"."""

@@ -21,7 +21,7 @@ from array import array
 from bisect import bisect_left
 from typing import NamedTuple
 
-from sync_protocol.errors import LocalProtocolError
+from ..errors import LocalProtocolError
 
 Sample = tuple[float, int]
 """(progress_m, t_ms)."""

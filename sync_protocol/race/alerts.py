@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sync_protocol.frames import RaceStatus, RiderStatus
-
+from ..frames import RaceStatus, RiderStatus
 from .rider_track import Marks, RiderTrack
-from .scoring_settings import ScoringSettings
+from .settings import ScoringSettings
 
 _OUT = frozenset({RiderStatus.DNF, RiderStatus.DNS, RiderStatus.DSQ})
 _RUNNING = frozenset({RaceStatus.LIVE, RaceStatus.NEUTRALISED})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from sync_protocol.errors import LocalProtocolError
+from ..errors import LocalProtocolError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,7 +9,7 @@ officials' standings, groups and alerts. It never reads a clock, opens a socket 
 
 Gaps are time at the same point of the course: the chaser's time at their progress minus
 the time the leader was there (interpolated in the leader's
-:class:`~edge_relay.progress_log.ProgressLog`). See ``docs/live-frames.md``, "Live
+:class:`~sync_protocol.race.progress_log.ProgressLog`). See ``docs/live-frames.md``, "Live
 scoring on the relay".
 """
 
@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from sync_protocol.course import Course
-from sync_protocol.errors import LocalProtocolError
-from sync_protocol.frames import (
+from ..course import Course
+from ..errors import LocalProtocolError
+from ..frames import (
     BIB_MAX,
     FIX_AGE_S_MAX,
     GAP_DS_MAX,
@@ -38,11 +38,10 @@ from sync_protocol.frames import (
     RiderState,
     RiderStatus,
 )
-
 from .alerts import Alert, AlertKind, rider_alerts
 from .groups import Group, GroupRole
 from .rider_track import FixOutcome, Marks, Passage, Penalty, RiderTrack
-from .scoring_settings import ScoringSettings
+from .settings import ScoringSettings
 from .standings import Arrival, Standing, build_view
 
 __all__ = [
