@@ -10,7 +10,8 @@ from .auth.passwords import Passwords
 from .auth.principal import Role
 from .errors import ApiError
 from .store.base import Database
-from .store.users import User, UserStore, validate_email, validate_password, validate_username
+from .store.credentials import validate_email, validate_password, validate_username
+from .store.users import User, UserStore
 
 
 class AdminError(Exception):

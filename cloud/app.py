@@ -14,12 +14,24 @@ from .analytics import Analytics
 from .auth.accounts import Accounts
 from .auth.middleware import AuthMiddleware
 from .auth.ratelimit import RateLimiter
+from .auth.user_admin import UserAdmin
 from .bus import InProcessBus, seed_from_history
 from .control import RaceControl
+from .direct import DirectUploads
 from .enrolment import Enrolment
 from .ingest import Ingest
 from .races import Races
-from .routes import accounts, analytics, control, enrolment, health, ingest, metrics, races
+from .routes import (
+    accounts,
+    analytics,
+    control,
+    enrolment,
+    health,
+    ingest,
+    metrics,
+    races,
+    upload,
+)
 from .settings import Settings
 from .stores import Stores
 
@@ -41,6 +53,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         *races.routes,
         *enrolment.routes,
         *ingest.routes,
+        *upload.routes,
         *analytics.routes,
         *control.routes,
         *metrics.routes,
@@ -58,6 +71,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     app.state.settings = settings
     app.state.stores = stores
     app.state.accounts = account_service
+    app.state.user_admin = UserAdmin(account_service, stores.audit)
     bus = InProcessBus()
     seed_from_history(bus, stores.races, stores.history)
     app.state.bus = bus
@@ -84,4 +98,8 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         stores.history,
         bus,
     )
+    app.state.tracker_limiter = RateLimiter(
+        settings.tracker_uploads, settings.tracker_window_s, what="uploads from this address"
+    )
+    app.state.direct = DirectUploads(app.state.ingest, stores.key, stores.devices)
     return app

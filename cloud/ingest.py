@@ -1,13 +1,21 @@
-"""Ingest of relays' forwarded batches: verify again, store once, ack when durable.
+"""Ingest of signed batches: verify again, store once, ack when durable.
 
-A relay posts the riders' original signed runs (length-prefixed batches, see
+Two senders share this one path: a relay posts the riders' original signed runs
+(``POST /api/ingest``), and a tracker with no relay in reach posts its own batches
+(``POST /v1/batches``, see :mod:`cloud.direct`). Both are length-prefixed batches (see
 :mod:`sync_protocol.framing`). For each batch the cloud checks the device's certificate
-(issued by this cloud, valid when the fixes were recorded, for a race the relay serves),
+(issued by this cloud to an enrolled device, valid when the fixes were recorded, for a
+race the relay serves; a tracker's own upload may be for any race of its certificate),
 runs the protocol receiver (signature, hash chain, plausibility), computes geometry
 (progress along the course, step distance) and appends the new fixes to history in bulk.
-History appends are idempotent by (race, device, seq) and are committed before the
-receiver states, so a crash between the two re-accepts the batch on retry and stores
-nothing twice. Acks go out only after both commits.
+
+There is one receiver state per device whichever way its batches come, so a fix that
+arrives both straight from the tracker and later through a relay is a duplicate the
+second time, and history appends are idempotent by (race, device, seq) besides. History
+is committed before the receiver states, so a crash between the two re-accepts the
+batch on retry and stores nothing twice. Acks go out only after both commits. The cloud
+arms no session key: a MAC'd batch is refused with ``no-session`` (trackers sign every
+batch they send here).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from sync_protocol.ack import Ack
 from sync_protocol.batch import Batch, decode_batch
 from sync_protocol.certificate import DeviceCertificate
 from sync_protocol.course import Course
@@ -41,6 +50,9 @@ from .store.relays import RelayStore
 log = logging.getLogger("gruppetto.cloud.ingest")
 
 WINDOW_SLACK_M = 150.0
+"""Added to the farthest a rider can have ridden since the last fix (GPS error, bends)."""
+DIRECT = 0
+"""``via`` of fixes a tracker uploaded straight to the cloud (relay ids start at 1)."""
 LIVE_FIELDS = (
     "race_id",
     "rider_id",
@@ -55,7 +67,48 @@ LIVE_FIELDS = (
     "progress_m",
 )
 """What the live bus carries of a fix."""
-"""Added to the farthest a rider can have ridden since the last fix (GPS error, bends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who posted an upload."""
+
+    via: int
+    """The relay's id, or :data:`DIRECT` for a tracker's own upload."""
+    name: str
+    """The relay's name, or ``"direct"`` (for logs)."""
+    races: frozenset[int] | None
+    """Races the relay serves; None: any race of the device's certificate."""
+    address: str = ""
+    """The client address of a direct upload (for logs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of one batch of an upload."""
+
+    outcome: str
+    """``accepted``, ``duplicate``, ``gap`` or ``rejected``."""
+    device_id: bytes | None = None
+    """The device the batch names, when it is long enough to name one."""
+    ack: Ack | None = None
+    """The device's ack after the commit; None when no enrolled device was loaded."""
+    reason: str = ""
+    """For a rejected batch: the protocol error's reason."""
+    message: str = ""
+    """For a rejected batch: what is wrong, for a person."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The relay's view (``POST /api/ingest``): no ack on a rejected batch."""
+        out: dict[str, Any] = {"outcome": self.outcome}
+        if self.device_id is not None:
+            out["device_id"] = self.device_id.hex()
+        if self.outcome == "rejected":
+            return {**out, "reason": self.reason, "message": self.message}
+        if self.ack is not None:
+            held, missing = self.ack.held, self.ack.missing
+            out["ack"] = {"acked_seq": self.ack.acked_seq, "held": held, "missing": missing}
+        return out
 
 
 @dataclass(slots=True)
@@ -85,62 +138,78 @@ class Ingest:
         self.counters: dict[str, int] = {}
         """Outcomes and rejection reasons, counted (exported as metrics)."""
 
-    def receive(self, relay: Principal, body: bytes) -> list[dict[str, Any]]:
+    def receive_from_relay(self, relay: Principal, body: bytes) -> list[BatchResult]:
+        """Process a relay's upload body (for the races it serves)."""
+        races = frozenset(self.relays.race_ids(relay.id))
+        return self.receive(Source(relay.id, relay.name, races), body)
+
+    def receive_direct(self, body: bytes, address: str) -> list[BatchResult]:
+        """Process a tracker's own upload body (for the races of its certificate)."""
+        return self.receive(Source(DIRECT, "direct", None, address), body)
+
+    def receive(self, source: Source, body: bytes) -> list[BatchResult]:
         """Process one upload body; returns one result per batch, in order.
 
         Uploads are processed one at a time (one writer): concurrent duplicates of the same
-        batch are then simply duplicates, never a race between two receiver states.
+        batch, from relays or trackers, are then simply duplicates, never a race between
+        two receiver states. A malformed body is a 400 :class:`ApiError` (nothing stored).
         """
         with self._lock:
-            return self._receive(relay, body)
+            return self._receive(source, body)
 
-    def _receive(self, relay: Principal, body: bytes) -> list[dict[str, Any]]:
+    def device_ack(self, device_id: bytes) -> Ack:
+        """What the cloud holds of a device's chain (its committed receiver state)."""
+        stored = self.states.get(device_id)
+        if stored is None:
+            return Ack(device_id, 0)
+        return Receiver(ReceiverState.from_bytes(stored.receiver)).ack()
+
+    def _receive(self, source: Source, body: bytes) -> list[BatchResult]:
         try:
             frames = decode_frames(body)
         except ProtocolError as exc:
             self._count(f"rejected:{exc.reason}")
             raise ApiError(400, exc.reason, f"upload body: {exc.message}") from None
-        served = set(self.relays.race_ids(relay.id))
-        touched: dict[bytes, _Device] = {}
+        loaded: dict[bytes, _Device] = {}
         rows: list[tuple[Any, ...]] = []
-        results: list[dict[str, Any]] = []
+        outcomes: list[tuple[bytes | None, str, ProtocolError | None]] = []
         for data in frames:
+            named = data[4:20] if len(data) >= 20 else None
             try:
                 batch = decode_batch(data)
-                device = touched.get(batch.device_id) or self._load(batch, served)
-                result = self._take(batch, device, rows)
-                touched[batch.device_id] = device
+                device = loaded.get(batch.device_id)
+                if device is None:
+                    device = loaded[batch.device_id] = self._load(batch, source.races)
+                check_validity(device.cert, batch)  # every batch, not only the first
+                outcomes.append((batch.device_id, self._take(batch, device, rows), None))
             except ProtocolError as exc:
                 self._count(f"rejected:{exc.reason}")
-                result = {"outcome": "rejected", "reason": exc.reason, "message": exc.message}
-                if len(data) >= 20:
-                    result["device_id"] = data[4:20].hex()
+                outcomes.append((named, "rejected", exc))
                 log.warning(
                     "batch rejected",
                     extra={
-                        "relay": relay.name,
+                        "via": source.name,
+                        "address": source.address or None,
                         "reason": exc.reason,
                         "detail": exc.message,
-                        "device": result.get("device_id"),
+                        "device": None if named is None else named.hex(),
                     },
                 )
-            results.append(result)
         if rows:
             self.history.append(rows_to_arrow(rows))  # durable and idempotent first
-        self.states.put_many({d: dev.progress for d, dev in touched.items()})
-        self._publish(relay, rows)
-        for result in results:  # acks reflect the committed state
-            done = touched.get(bytes.fromhex(result.get("device_id", "")))
-            if done is not None and result["outcome"] != "rejected":
-                ack = done.receiver.ack()
-                result["ack"] = {
-                    "acked_seq": ack.acked_seq,
-                    "held": ack.held,
-                    "missing": ack.missing,
-                }
+        self.states.put_many({d: dev.progress for d, dev in loaded.items()})
+        self._publish(source, rows)
+        results = []
+        for device_id, outcome, error in outcomes:  # acks reflect the committed state
+            done = loaded.get(device_id) if device_id is not None else None
+            ack = done.receiver.ack() if done is not None else None
+            if error is None:
+                results.append(BatchResult(outcome, device_id, ack))
+            else:
+                results.append(BatchResult(outcome, device_id, ack, error.reason, error.message))
         return results
 
-    def _publish(self, relay: Principal, rows: list[tuple[Any, ...]]) -> None:
+    def _publish(self, source: Source, rows: list[tuple[Any, ...]]) -> None:
         """Put each rider's newest accepted fix on the live bus (after the commits)."""
         newest: dict[tuple[int, int], dict[str, Any]] = {}
         for row in rows:
@@ -152,10 +221,10 @@ class Ingest:
             message = {k: fix[k] for k in LIVE_FIELDS}
             self.bus.publish(
                 race_id,
-                {"type": "fix", **message, "device_id": fix["device_id"].hex(), "via": relay.id},
+                {"type": "fix", **message, "device_id": fix["device_id"].hex(), "via": source.via},
             )
 
-    def _load(self, batch: Batch, served: set[int]) -> _Device:
+    def _load(self, batch: Batch, served: frozenset[int] | None) -> _Device:
         row = self.devices.get(batch.device_id)
         if row is None:
             raise CertificateError(
@@ -163,11 +232,12 @@ class Ingest:
             )
         cert = DeviceCertificate.decode(row["certificate"])
         cert.verify(self.key.public, batch.fixes[0].t_ms)
-        check_validity(cert, batch)
-        races = sorted(set(cert.race_ids) & served)
+        races = sorted(set(cert.race_ids) if served is None else set(cert.race_ids) & served)
         if not races:
+            where = "in any race" if served is None else "for no race this relay serves"
             raise CertificateError(
-                "the device is registered for no race this relay serves", reason="wrong-race"
+                f"the device's certificate is {where}: re-enrol it after registering",
+                reason="wrong-race",
             )
         stored = self.states.get(batch.device_id)
         if stored is None:
@@ -176,19 +246,20 @@ class Ingest:
         receiver = Receiver(ReceiverState.from_bytes(stored.receiver))
         return _Device(cert, receiver, stored)
 
-    def _take(self, batch: Batch, device: _Device, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    def _take(self, batch: Batch, device: _Device, rows: list[tuple[Any, ...]]) -> str:
+        """Run the receiver on ``batch``; its new fixes join ``rows``. Returns the outcome."""
         events = device.receiver.receive(batch)
-        result: dict[str, Any] = {"device_id": batch.device_id.hex(), "outcome": "accepted"}
+        outcome = "accepted"
         for event in events:
             if isinstance(event, DuplicateReceived):
-                result["outcome"] = "duplicate"
+                outcome = "duplicate"
             elif isinstance(event, GapDetected):
-                result["outcome"] = "gap"
+                outcome = "gap"
             elif isinstance(event, FixesAccepted) and event.verified:
                 rows += self._rows(device, event.fixes)
-        self._count(result["outcome"])
+        self._count(outcome)
         device.progress.receiver = device.receiver.state.to_bytes()
-        return result
+        return outcome
 
     def _rows(self, device: _Device, fixes: tuple[Fix, ...]) -> list[tuple[Any, ...]]:
         cert, prog = device.cert, device.progress

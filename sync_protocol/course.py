@@ -11,6 +11,9 @@ was crossed between two fixes.
 
 Distances along the course are haversine; distances from a fix to the course use a local
 equirectangular projection per segment (sub-millimetre error at bike-race scale).
+
+Checkpoints and crossing times live in :mod:`sync_protocol.checkpoint`, point cleaning in
+:mod:`sync_protocol.course_points`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -22,104 +25,58 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, cast
 
+from .checkpoint import (
+    CHECKPOINT_KINDS,
+    FINISH_TOLERANCE_M,
+    Checkpoint,
+    check_checkpoints,
+    check_name,
+    crossing_time_ms,
+)
+from .course_points import (
+    DUPLICATE_M,
+    ELEVATION_HYSTERESIS_M,
+    MAX_ELEVATION_M,
+    MAX_POINTS,
+    MIN_ELEVATION_M,
+    Point,
+    clean_points,
+    gain_with_hysteresis,
+)
+from .course_points import wrap_lon as _wrap
 from .errors import CourseError, LocalProtocolError
 from .geo import EARTH_RADIUS_M, haversine_m
 
-Point = tuple[float, float, float | None]
-"""(latitude in degrees, longitude in degrees, elevation in metres or None)."""
+__all__ = [
+    "CHECKPOINT_KINDS",
+    "DICT_VERSION",
+    "DUPLICATE_M",
+    "ELEVATION_HYSTERESIS_M",
+    "FINISH_TOLERANCE_M",
+    "MAX_CIRCUIT_GAP_M",
+    "MAX_ELEVATION_M",
+    "MAX_LAPS",
+    "MAX_POINTS",
+    "MIN_ELEVATION_M",
+    "Bounds",
+    "Checkpoint",
+    "Course",
+    "Point",
+    "Projection",
+    "crossing_time_ms",
+]
 
 MAX_LAPS = 200
 """Most laps a course may have."""
-MAX_POINTS = 500_000
-"""Most points one lap may have."""
 MAX_CIRCUIT_GAP_M = 200.0
 """A multi-lap course must end within this distance of its start (it is then closed)."""
-DUPLICATE_M = 0.001
-"""Consecutive points closer than this are duplicates and dropped."""
-ELEVATION_HYSTERESIS_M = 1.0
-"""Elevation changes smaller than this are noise for :attr:`Course.elevation_gain_m`."""
-MIN_ELEVATION_M, MAX_ELEVATION_M = -1_000.0, 10_000.0
-"""Plausible elevations; anything outside is a broken file, not a road."""
-FINISH_TOLERANCE_M = 1.0
-"""A "finish" checkpoint must lie this close to :attr:`Course.finish_m`."""
-CHECKPOINT_KINDS = frozenset({"sprint", "climb", "feed", "intermediate", "finish"})
-"""The kinds of :class:`Checkpoint`."""
 DICT_VERSION = 1
 """Version of the :meth:`Course.to_dict` format."""
 
 _M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 _BLOCK = 16  # segments per block of the projection's pruning bounds
 _TIE_M2 = 1e-6  # squared distances this close are a tie (1 mm at the course line)
-_MAX_NAME = 200
 _FAR_M = 1e7  # windows are cut to this far before the start / past the finish
-
-
-def crossing_time_ms(
-    prev_t_ms: int, prev_progress_m: float, t_ms: int, progress_m: float, mark_m: float
-) -> int | None:
-    """When a rider crossed ``mark_m`` between two fixes, linearly interpolated.
-
-    Returns None unless ``prev_progress_m < mark_m <= progress_m``; use it for checkpoint
-    passages and the finish line (``mark_m=course.finish_m``).
-    """
-    if t_ms < prev_t_ms:
-        raise LocalProtocolError(f"crossing_time_ms: t_ms {t_ms} is before prev_t_ms {prev_t_ms}")
-    if not all(map(math.isfinite, (prev_progress_m, progress_m, mark_m))):
-        raise LocalProtocolError("crossing_time_ms: progress and mark must be finite")
-    if not prev_progress_m < mark_m <= progress_m:
-        return None
-    fraction = (mark_m - prev_progress_m) / (progress_m - prev_progress_m)
-    return prev_t_ms + round((t_ms - prev_t_ms) * fraction)
-
-
-def _name(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise CourseError(f"{what} must be a string, not {type(value).__name__}")
-    if len(value) > _MAX_NAME or any(not c.isprintable() for c in value):
-        raise CourseError(f"{what} must be at most {_MAX_NAME} printable characters")
-    return value
-
-
-def _number(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CourseError(f"{what} must be a number, not {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise CourseError(f"{what} must be finite, not {value!r}")
-    return number
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A named place on the course, at a race distance."""
-
-    name: str
-    """Unique within the course, shown to people ("Col du Galibier", "Sprint lap 5")."""
-    kind: str
-    """One of :data:`CHECKPOINT_KINDS`: sprint, climb, feed, intermediate, finish."""
-    distance_m: float
-    """Race distance of the checkpoint (of a climb's foot), 0..finish."""
-    end_m: float | None = None
-    """Race distance of a climb's top; only for kind "climb"."""
-
-    def __post_init__(self) -> None:
-        what = f"checkpoint {self.name!r}"
-        if not _name(self.name, "checkpoint name").strip():
-            raise CourseError("checkpoint name must not be empty")
-        if not isinstance(self.kind, str) or self.kind not in CHECKPOINT_KINDS:
-            kinds = ", ".join(sorted(CHECKPOINT_KINDS))
-            raise CourseError(f"{what}: kind {self.kind!r} is not one of {kinds}")
-        distance = _number(self.distance_m, f"{what} distance_m")
-        if distance < 0:
-            raise CourseError(f"{what}: distance_m {distance} is negative")
-        object.__setattr__(self, "distance_m", distance)
-        if self.end_m is not None:
-            if self.kind != "climb":
-                raise CourseError(f"{what}: only a climb has an end_m (its top)")
-            end = _number(self.end_m, f"{what} end_m")
-            if end <= distance:
-                raise CourseError(f"{what}: end_m {end} must be after distance_m {distance}")
-            object.__setattr__(self, "end_m", end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,53 +105,6 @@ class Bounds:
     """Largest latitude."""
     east: float
     """Largest longitude."""
-
-
-def _clean_points(raw: Iterable[object]) -> tuple[list[Point], list[float]]:
-    """Validate and convert points, drop consecutive duplicates; also the segment lengths."""
-    points: list[Point] = []
-    lengths: list[float] = []
-    for index, item in enumerate(raw):
-        if index >= MAX_POINTS:
-            raise CourseError(f"course has more than {MAX_POINTS:,} points; simplify it")
-        if not isinstance(item, tuple | list) or len(item) not in (2, 3):
-            raise CourseError(f"point {index} must be (lat, lon) or (lat, lon, ele): {item!r}")
-        lat = _number(item[0], f"point {index} latitude")
-        lon = _number(item[1], f"point {index} longitude")
-        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-            raise CourseError(f"point {index} ({lat}, {lon}) is outside -90..90, -180..180")
-        ele = None
-        if len(item) == 3 and item[2] is not None:
-            ele = _number(item[2], f"point {index} elevation")
-            if not MIN_ELEVATION_M <= ele <= MAX_ELEVATION_M:
-                raise CourseError(f"point {index} elevation {ele} m is not plausible")
-        if points:
-            length = haversine_m(points[-1][0], points[-1][1], lat, lon)
-            if length < DUPLICATE_M:
-                continue
-            lengths.append(length)
-        points.append((lat, lon, ele))
-    if len(points) < 2:
-        raise CourseError(f"a course needs at least 2 distinct points, got {len(points)}")
-    return points, lengths
-
-
-def _wrap(dlon: float) -> float:
-    return dlon - 360.0 if dlon > 180.0 else dlon + 360.0 if dlon < -180.0 else dlon
-
-
-def _gain(elevations: Iterable[float | None]) -> float | None:
-    """Sum of climbs with a hysteresis, so noise below the threshold counts nothing."""
-    gain, ref = 0.0, None
-    for ele in elevations:
-        if ele is None:
-            continue
-        if ref is None or ele < ref - ELEVATION_HYSTERESIS_M:
-            ref = ele
-        elif ele >= ref + ELEVATION_HYSTERESIS_M:
-            gain += ele - ref
-            ref = ele
-    return None if ref is None else gain
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -234,7 +144,7 @@ class Course:
     def __post_init__(self) -> None:
         if isinstance(self.points, str | bytes):
             raise CourseError("points must be a sequence of (lat, lon, ele) tuples")
-        points, seg_len = _clean_points(self.points)
+        points, seg_len = clean_points(self.points)
         laps = self.laps
         if isinstance(laps, bool) or not isinstance(laps, int) or not 1 <= laps <= MAX_LAPS:
             raise CourseError(f"laps must be an integer in 1..{MAX_LAPS}, not {laps!r}")
@@ -248,7 +158,7 @@ class Course:
             if gap >= DUPLICATE_M:
                 points.append(points[0])
                 seg_len.append(gap)
-        _name(self.name, "course name")
+        check_name(self.name, "course name")
         cumulative = [0.0]
         for length in seg_len:
             cumulative.append(cumulative[-1] + length)
@@ -257,36 +167,12 @@ class Course:
         set_ = object.__setattr__
         set_(self, "points", tuple(points))
         set_(self, "cumulative_m", tuple(cumulative))
-        set_(self, "checkpoints", self._checked_checkpoints())
-        lap_gain = _gain(p[2] for p in points)
+        set_(self, "checkpoints", check_checkpoints(self.checkpoints, self.total_length_m))
+        lap_gain = gain_with_hysteresis(p[2] for p in points)
         set_(self, "elevation_gain_m", None if lap_gain is None else lap_gain * laps)
         lats, lons = [p[0] for p in points], [p[1] for p in points]
         set_(self, "bounds", Bounds(min(lats), min(lons), max(lats), max(lons)))
         self._index()
-
-    def _checked_checkpoints(self) -> tuple[Checkpoint, ...]:
-        if isinstance(self.checkpoints, str | bytes | Checkpoint):
-            raise CourseError("checkpoints must be a sequence of Checkpoint")
-        finish, checkpoints = self.total_length_m, tuple(self.checkpoints)
-        seen: set[str] = set()
-        for cp in checkpoints:
-            if not isinstance(cp, Checkpoint):
-                raise CourseError(f"checkpoints must be Checkpoint objects, not {cp!r}")
-            if cp.name in seen:
-                raise CourseError(f"two checkpoints are named {cp.name!r}")
-            seen.add(cp.name)
-            top = cp.distance_m if cp.end_m is None else cp.end_m
-            if top > finish:
-                raise CourseError(
-                    f"checkpoint {cp.name!r} at {top:,.1f} m is beyond the finish at "
-                    f"{finish:,.1f} m"
-                )
-            if cp.kind == "finish" and abs(cp.distance_m - finish) > FINISH_TOLERANCE_M:
-                raise CourseError(
-                    f"finish checkpoint {cp.name!r} at {cp.distance_m:,.1f} m is not at the "
-                    f"finish line ({finish:,.1f} m)"
-                )
-        return tuple(sorted(checkpoints, key=lambda cp: (cp.distance_m, cp.name)))
 
     def _index(self) -> None:
         """Precompute the per-segment projection data and the pruning blocks."""

@@ -9,17 +9,71 @@ when the riders differ from the base's or the delta would not be smaller.
 :func:`decode_frame` rejects a delta whose base is missing or another one with a
 :class:`~sync_protocol.errors.DecodeError`, reason ``"stale-base"``: wait for a snapshot.
 
-The byte layout is specified in ``docs/live-frames.md``.
+The byte layout is specified in ``docs/live-frames.md``. The frame's data types and limits
+live in :mod:`sync_protocol.frame_types` and the snapshot's column codec in
+:mod:`sync_protocol.frame_columns`; this module re-exports the public names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import IntEnum
 from itertools import pairwise
 
 from .errors import DecodeError, LimitExceeded, LocalProtocolError
-from .wire import Reader, put_svarint, put_uvarint, unzigzag, zigzag
+from .frame_columns import CHAIN, DESC, PLAIN, SPARSE, SPARSE_CHAIN, put_column, read_column
+from .frame_types import (
+    BIB_MAX,
+    FIX_AGE_S_MAX,
+    GAP_DS_MAX,
+    GROUP_MAX,
+    LAT_E7_MAX,
+    LON_E7_MAX,
+    MAX_RIDERS,
+    MAX_SAFE,
+    PENALTY_S_MAX,
+    PROGRESS_M_MAX,
+    RACE_STATUSES,
+    RIDER_STATUSES,
+    SPEED_CMS_MAX,
+    T_MS_MAX,
+    U32_MAX,
+    FrameKind,
+    LiveFrame,
+    RaceStatus,
+    RiderState,
+    RiderStatus,
+    invalid_frame,
+)
+from .wire import Reader, put_svarint, put_uvarint, unzigzag
+
+__all__ = [
+    "BIB_MAX",
+    "FIX_AGE_S_MAX",
+    "GAP_DS_MAX",
+    "GROUP_MAX",
+    "LAT_E7_MAX",
+    "LON_E7_MAX",
+    "MAGIC",
+    "MAX_DATAGRAM",
+    "MAX_FRAME_BYTES",
+    "MAX_RIDERS",
+    "MAX_SAFE",
+    "PENALTY_S_MAX",
+    "PROGRESS_M_MAX",
+    "SPEED_CMS_MAX",
+    "T_MS_MAX",
+    "U32_MAX",
+    "VERSION",
+    "FrameKind",
+    "LiveFrame",
+    "RaceStatus",
+    "RiderState",
+    "RiderStatus",
+    "decode_frame",
+    "encode_delta",
+    "encode_snapshot",
+    "fits_datagram",
+    "peek_kind",
+]
 
 MAGIC = b"GL"
 """The first two bytes of every live frame ("Gruppetto Live")."""
@@ -33,163 +87,21 @@ MAX_DATAGRAM = 1200
 MAX_FRAME_BYTES = 64 * 1024
 """The decoder refuses anything longer (a 255-rider snapshot is under 11 KiB)."""
 
-MAX_RIDERS = 255
-"""The most riders one frame carries."""
-
-MAX_SAFE = 2**53 - 1
-"""The largest integer a browser holds exactly: the ceiling of every varint in a frame."""
-
-T_MS_MAX = 2**51 - 1
-"""The latest ``t_ms`` (year 73,000): the zigzag difference of two still fits :data:`MAX_SAFE`."""
-
-U32_MAX = 2**32 - 1
-BIB_MAX = 65535
-LAT_E7_MAX = 900_000_000
-LON_E7_MAX = 1_800_000_000
-PROGRESS_M_MAX = 10_000_000
-SPEED_CMS_MAX = 65535
-GAP_DS_MAX = 2**31 - 1
-FIX_AGE_S_MAX = 65535
-GROUP_MAX = 255
-PENALTY_S_MAX = 2**31 - 1
-
-
-class FrameKind(IntEnum):
-    """The kind byte of a frame."""
-
-    SNAPSHOT = 1
-    DELTA = 2
-
-
-class RaceStatus(IntEnum):
-    """Where a race is in its life (one byte on the wire)."""
-
-    SCHEDULED = 0
-    LIVE = 1
-    NEUTRALISED = 2
-    FINISHED = 3
-    RESULTS_PUBLISHED = 4
-
-
-class RiderStatus(IntEnum):
-    """Where a rider is in the race (one varint on the wire)."""
-
-    RACING = 0
-    FINISHED = 1
-    DNF = 2
-    DNS = 3
-    DSQ = 4
-    STOPPED = 5
-    NO_SIGNAL = 6
-
-
 _KINDS = frozenset(FrameKind)
-_RACE_STATUSES = {int(s): s for s in RaceStatus}
-_RIDER_STATUSES = {int(s): s for s in RiderStatus}
-
-
-def _invalid(message: str) -> LocalProtocolError:
-    return LocalProtocolError(message, reason="invalid-frame")
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _invalid(f"{name} must be an integer in {low}..{high}, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RiderState:
-    """One rider as spectators see them at one tick."""
-
-    bib: int
-    """Race number, 1..65535; unique within a race."""
-    status: RiderStatus
-    """Racing, finished, out of the race, or not heard from."""
-    lat_e7: int
-    """Latitude of the last fix in 1e-7 degrees (-900000000..900000000)."""
-    lon_e7: int
-    """Longitude of the last fix in 1e-7 degrees (-1800000000..1800000000)."""
-    progress_m: int
-    """Distance along the course in metres (negative before the start line)."""
-    speed_cms: int
-    """Speed in cm/s, 0..65535."""
-    gap_ds: int | None = None
-    """Time behind the leader at the same point of the course, in tenths of a second;
-    ``None`` when unknown."""
-    fix_age_s: int = 0
-    """Seconds since the rider's last fix, 0..65535; producers saturate at 65535."""
-    group: int = 0
-    """Index of the rider's group on the road, 0 = the front group."""
-    penalty_s: int = 0
-    """Time penalty in seconds given by the officials, >= 0."""
-
-    def __post_init__(self) -> None:
-        _check_int("bib", self.bib, 1, BIB_MAX)
-        who = f"rider {self.bib}"
-        if not isinstance(self.status, RiderStatus):
-            raise _invalid(f"{who}: status must be a RiderStatus, got {self.status!r}")
-        _check_int(f"{who}: lat_e7", self.lat_e7, -LAT_E7_MAX, LAT_E7_MAX)
-        _check_int(f"{who}: lon_e7", self.lon_e7, -LON_E7_MAX, LON_E7_MAX)
-        _check_int(f"{who}: progress_m", self.progress_m, -PROGRESS_M_MAX, PROGRESS_M_MAX)
-        _check_int(f"{who}: speed_cms", self.speed_cms, 0, SPEED_CMS_MAX)
-        if self.gap_ds is not None:
-            _check_int(f"{who}: gap_ds", self.gap_ds, 0, GAP_DS_MAX)
-        _check_int(f"{who}: fix_age_s", self.fix_age_s, 0, FIX_AGE_S_MAX)
-        _check_int(f"{who}: group", self.group, 0, GROUP_MAX)
-        _check_int(f"{who}: penalty_s", self.penalty_s, 0, PENALTY_S_MAX)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LiveFrame:
-    """Everything a spectator page shows about one race at one tick."""
-
-    race_id: int
-    """The race, 0..2**32-1."""
-    tick: int
-    """Tick number, counting up by one a second within the race, 0..2**53-1."""
-    t_ms: int
-    """UTC time of the tick in milliseconds since the Unix epoch, 0..2**51-1."""
-    race_status: RaceStatus
-    """Scheduled, live, neutralised, finished or results published."""
-    riders: tuple[RiderState, ...] = ()
-    """The riders in ascending bib order, bibs unique, at most 255."""
-
-    def __post_init__(self) -> None:
-        _check_int("race_id", self.race_id, 0, U32_MAX)
-        _check_int("tick", self.tick, 0, MAX_SAFE)
-        _check_int("t_ms", self.t_ms, 0, T_MS_MAX)
-        if not isinstance(self.race_status, RaceStatus):
-            raise _invalid(f"race_status must be a RaceStatus, got {self.race_status!r}")
-        if not isinstance(self.riders, tuple):
-            raise _invalid("riders must be a tuple")
-        if len(self.riders) > MAX_RIDERS:
-            raise _invalid(f"a frame carries at most {MAX_RIDERS} riders, got {len(self.riders)}")
-        previous = 0
-        for rider in self.riders:
-            if not isinstance(rider, RiderState):
-                raise _invalid(f"riders must be RiderState, got {rider!r}")
-            if rider.bib <= previous:
-                raise _invalid(f"riders must be sorted by unique bib: {rider.bib} after {previous}")
-            previous = rider.bib
 
 
 # The per-rider fields after the bib, in column order (snapshot) and bit order (delta
-# field mask). How a snapshot writes each column of n values:
-_CHAIN = 0  # n zigzag differences from the rider before (the first from 0)
-_DESC = 1  # the first zigzag, then n-1 unsigned drops from the rider before
-_PLAIN = 2  # n unsigned varints
-_SPARSE = 3  # mostly zero: count of non-zero values, then (zeros skipped, value) pairs
-_SPARSE_CHAIN = 4  # _SPARSE over the zigzag differences of _CHAIN
+# field mask), each with its column coding (sync_protocol.frame_columns).
 _FIELDS = (
-    ("lat_e7", _CHAIN),
-    ("lon_e7", _CHAIN),
-    ("progress_m", _DESC),
-    ("speed_cms", _CHAIN),
-    ("gap", _CHAIN),  # 0 = unknown, else gap_ds + 1
-    ("fix_age_s", _PLAIN),
-    ("group", _SPARSE_CHAIN),
-    ("status", _SPARSE),
-    ("penalty_s", _SPARSE),
+    ("lat_e7", CHAIN),
+    ("lon_e7", CHAIN),
+    ("progress_m", DESC),
+    ("speed_cms", CHAIN),
+    ("gap", CHAIN),  # 0 = unknown, else gap_ds + 1
+    ("fix_age_s", PLAIN),
+    ("group", SPARSE_CHAIN),
+    ("status", SPARSE),
+    ("penalty_s", SPARSE),
 )
 _ALL_FIELDS = (1 << len(_FIELDS)) - 1
 
@@ -201,7 +113,7 @@ def _wire_values(r: RiderState) -> tuple[int, ...]:
 
 
 def _rider_from_wire(bib: int, v: list[int]) -> RiderState:
-    status = _RIDER_STATUSES.get(v[7])
+    status = RIDER_STATUSES.get(v[7])
     if status is None:
         raise DecodeError(f"live frame: rider {bib} has unknown status {v[7]}")
     return RiderState(
@@ -220,7 +132,7 @@ def _rider_from_wire(bib: int, v: list[int]) -> RiderState:
 
 def _check_frame(frame: object, name: str = "frame") -> None:
     if not isinstance(frame, LiveFrame):
-        raise _invalid(f"{name} must be a LiveFrame, got {frame!r}")
+        raise invalid_frame(f"{name} must be a LiveFrame, got {frame!r}")
 
 
 def _put_header(out: bytearray, kind: FrameKind, frame: LiveFrame) -> None:
@@ -229,28 +141,6 @@ def _put_header(out: bytearray, kind: FrameKind, frame: LiveFrame) -> None:
     out.append(kind)
     put_uvarint(out, frame.race_id)
     put_uvarint(out, frame.tick)
-
-
-def _put_column(out: bytearray, coding: int, column: list[int]) -> None:
-    if coding == _DESC:
-        if column:
-            put_svarint(out, column[0])
-        for ahead, behind in pairwise(column):
-            put_uvarint(out, ahead - behind)
-        return
-    if coding in (_CHAIN, _SPARSE_CHAIN):
-        column = [zigzag(value - before) for before, value in pairwise([0, *column])]
-    if coding in (_CHAIN, _PLAIN):
-        for value in column:
-            put_uvarint(out, value)
-        return
-    nonzero = [(i, value) for i, value in enumerate(column) if value]
-    put_uvarint(out, len(nonzero))
-    previous = -1
-    for i, value in nonzero:
-        put_uvarint(out, i - previous - 1)
-        put_uvarint(out, value)
-        previous = i
 
 
 def encode_snapshot(frame: LiveFrame) -> bytes:
@@ -262,10 +152,10 @@ def encode_snapshot(frame: LiveFrame) -> bytes:
     out.append(frame.race_status)
     put_uvarint(out, len(frame.riders))
     riders = sorted(frame.riders, key=lambda r: (-r.progress_m, r.bib))
-    _put_column(out, _CHAIN, [r.bib for r in riders])
+    put_column(out, CHAIN, [r.bib for r in riders])
     rows = [_wire_values(r) for r in riders]
     for j, (_, coding) in enumerate(_FIELDS):
-        _put_column(out, coding, [row[j] for row in rows])
+        put_column(out, coding, [row[j] for row in rows])
     return bytes(out)
 
 
@@ -278,9 +168,9 @@ def encode_delta(base: LiveFrame, frame: LiveFrame) -> bytes:
     _check_frame(base, "base")
     _check_frame(frame)
     if base.race_id != frame.race_id:
-        raise _invalid(f"delta base is race {base.race_id}, the frame race {frame.race_id}")
+        raise invalid_frame(f"delta base is race {base.race_id}, the frame race {frame.race_id}")
     if frame.tick < base.tick:
-        raise _invalid(f"delta base tick {base.tick} is after the frame's tick {frame.tick}")
+        raise invalid_frame(f"delta base tick {base.tick} is after the frame's tick {frame.tick}")
     snapshot = encode_snapshot(frame)
     if [r.bib for r in base.riders] != [r.bib for r in frame.riders]:
         return snapshot
@@ -342,41 +232,18 @@ def peek_kind(data: bytes | bytearray | memoryview) -> FrameKind:
 
 def _race_status(r: Reader) -> RaceStatus:
     value = r.u8()
-    status = _RACE_STATUSES.get(value)
+    status = RACE_STATUSES.get(value)
     if status is None:
         raise DecodeError(f"live frame: race status {value} is unknown")
     return status
-
-
-def _read_column(r: Reader, coding: int, count: int, field: str) -> list[int]:
-    if coding == _DESC:
-        column = [unzigzag(r.uvarint(MAX_SAFE, field))] if count else []
-        for _ in range(count - 1):
-            column.append(column[-1] - r.uvarint(MAX_SAFE, field))
-        return column
-    if coding in (_CHAIN, _PLAIN):
-        column = [r.uvarint(MAX_SAFE, field) for _ in range(count)]
-    else:
-        column = [0] * count
-        i = -1
-        for _ in range(r.uvarint(count, f"{field} count")):
-            i += r.uvarint(MAX_SAFE, f"{field} skip") + 1
-            value = r.uvarint(MAX_SAFE, field)
-            if i >= count or value == 0:
-                raise DecodeError(f"live frame: sparse column {field} is malformed")
-            column[i] = value
-    if coding in (_CHAIN, _SPARSE_CHAIN):
-        for i, value in enumerate(column):
-            column[i] = unzigzag(value) + (column[i - 1] if i else 0)
-    return column
 
 
 def _decode_snapshot(r: Reader, race_id: int, tick: int) -> LiveFrame:
     t_ms = r.uvarint(T_MS_MAX, "t_ms")
     status = _race_status(r)
     count = r.uvarint(MAX_RIDERS, "rider count")
-    bibs = _read_column(r, _CHAIN, count, "bib")
-    columns = [_read_column(r, coding, count, name) for name, coding in _FIELDS]
+    bibs = read_column(r, CHAIN, count, "bib")
+    columns = [read_column(r, coding, count, name) for name, coding in _FIELDS]
     r.expect_end()
     riders = [_rider_from_wire(bib, [c[i] for c in columns]) for i, bib in enumerate(bibs)]
     riders.sort(key=lambda rider: rider.bib)

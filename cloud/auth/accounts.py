@@ -1,13 +1,20 @@
 """What the account endpoints do: register, log in (with lock-out), refresh, log out,
-change a password, and the admin's user management. Endpoints only parse and respond.
+change a password, and replace a temporary password. Endpoints only parse and respond;
+the admins' user management is :mod:`cloud.auth.user_admin`.
 
-Lock-out: after ``Settings.login_attempts`` failed logins for one account within
-``Settings.login_window_s``, that account's logins are refused with **429**
-``account-locked`` (and ``Retry-After``) for ``login_window_s``, even with the right
-password. The lock is kept in the database (it survives restarts). Unknown usernames are
-limited the same way in memory, so the answer does not tell which accounts exist. A
-client address gets ``ADDRESS_FACTOR`` times the per-account allowance of failures (an
-event's riders often share one NAT address) before 429 ``rate-limited``.
+Lock-out (all numbers are :class:`~cloud.settings.Settings`): after ``login_attempts``
+failed logins for one account within ``login_window_s``, that account's logins are
+refused with **429** ``account-locked`` (and ``Retry-After``) for ``lockout_s``, even with
+the right password, unless an admin unlocks it. The lock is kept in the database (it
+survives restarts). Unknown usernames are locked the same way in memory, so the answer
+does not tell which accounts exist. One client address may fail ``address_login_failures``
+times per ``login_window_s`` (an event's riders often share one NAT address) before 429
+``rate-limited``; registrations are limited to ``registrations_per_address`` per
+``registration_window_s``.
+
+After an admin's password reset the account has a temporary password that logs in to
+nothing: login answers 403 ``password-change-required`` until the user replaces it with
+:meth:`Accounts.complete_reset`, within ``temporary_password_ttl_s``.
 """
 
 from __future__ import annotations
@@ -17,30 +24,24 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ApiError, bad_request, not_found
+from ..errors import ApiError, bad_request
 from ..keys import CloudKey
 from ..settings import Settings
-from ..store.users import (
-    PEOPLE,
+from ..store.credentials import (
     USERNAME,
-    User,
-    UserStore,
     validate_email,
     validate_password,
     validate_role,
     validate_username,
 )
+from ..store.users import User, UserStore
 from .passwords import Passwords
 from .principal import Principal, Role
-from .ratelimit import Clock, RateLimiter
+from .ratelimit import Clock, FailureLocks, RateLimiter
 from .tokens import AccessTokens, RefreshTokens, WallClock, WebSession, WebSessions
 
 SELF_SERVICE = (Role.RACER, Role.SPECTATOR)
 """Roles anyone may register for; admins and officials are created by an admin."""
-ADDRESS_FACTOR = 10
-REGISTRATIONS_PER_ADDRESS = 60
-REGISTRATION_WINDOW_S = 3_600
-USER_FIELDS = frozenset({"role", "disabled"})
 
 
 def string(data: dict[str, Any], name: str) -> str:
@@ -64,6 +65,20 @@ def flag(data: dict[str, Any], name: str, default: bool) -> bool:
 def invalid_credentials() -> ApiError:
     """401 ``invalid-credentials``: the same answer for an unknown name and a wrong password."""
     return ApiError(401, "invalid-credentials", "wrong username or password")
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    """A validated account to create, its password already hashed."""
+
+    username: str
+    """Lower-case username."""
+    password_hash: str
+    """Argon2id hash of the chosen password."""
+    role: Role
+    """The account's role."""
+    email: str | None
+    """Optional contact address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +111,18 @@ class Accounts:
         self.access = AccessTokens(key, settings.issuer, settings.access_token_ttl_s, self.clock)
         self.refresh_tokens = RefreshTokens(users, settings.refresh_token_ttl_s, self.clock)
         self.sessions = WebSessions(users, settings.refresh_token_ttl_s, self.clock)
-        attempts, window = settings.login_attempts, settings.login_window_s
         self.failed_by_address = RateLimiter(
-            attempts * ADDRESS_FACTOR,
-            window,
+            settings.address_login_failures,
+            settings.login_window_s,
             what="failed logins from this address",
             clock=limiter_clock,
         )
-        self.failed_by_unknown_name = RateLimiter(attempts, window, clock=limiter_clock)
+        self.failed_by_unknown_name = FailureLocks(
+            settings.login_attempts, settings.login_window_s * 1000, settings.lockout_s * 1000
+        )
         self.registrations = RateLimiter(
-            REGISTRATIONS_PER_ADDRESS,
-            REGISTRATION_WINDOW_S,
+            settings.registrations_per_address,
+            settings.registration_window_s,
             what="registrations from this address",
             clock=limiter_clock,
         )
@@ -119,37 +135,73 @@ class Accounts:
 
     def register(self, data: dict[str, Any], address: str) -> User:
         """Self-service sign-up as a racer or spectator."""
-        return self._create(data, SELF_SERVICE, limit_key=f"register:{address}")
+        username, password, role, email = self._account_fields(data, SELF_SERVICE)
+        self.registrations.hit(f"register:{address}")  # before spending a hash
+        password_hash = self.passwords.hash(password)
+        return self.users.create(username, password_hash, role, self.now_ms(), email)
 
-    def create_user(self, data: dict[str, Any]) -> User:
-        """An admin creates (invites) an account with any person's role."""
-        return self._create(data, PEOPLE, limit_key=None)
+    def new_account(self, data: dict[str, Any], roles: tuple[Role, ...]) -> NewAccount:
+        """Validate ``{username, password, role, email?}`` and hash the password."""
+        username, password, role, email = self._account_fields(data, roles)
+        return NewAccount(username, self.passwords.hash(password), role, email)
 
-    def _create(self, data: dict[str, Any], roles: tuple[Role, ...], limit_key: str | None) -> User:
+    @staticmethod
+    def _account_fields(
+        data: dict[str, Any], roles: tuple[Role, ...]
+    ) -> tuple[str, str, Role, str | None]:
         username = validate_username(data.get("username"))
         password = validate_password(data.get("password"), username)
-        role = validate_role(data.get("role"), roles)
-        email = validate_email(data.get("email"))
-        if limit_key is not None:
-            self.registrations.hit(limit_key)
-        return self.users.create(
-            username, self.passwords.hash(password), role, self.now_ms(), email
+        return (
+            username,
+            password,
+            validate_role(data.get("role"), roles),
+            validate_email(data.get("email")),
         )
 
     def login(self, data: dict[str, Any], address: str) -> Login:
         """Check the password (with lock-out); tokens, or a web session with ``"session": true``."""
         name, password = string(data, "username").lower(), string(data, "password")
         session = flag(data, "session", False)
-        self.failed_by_address.check(f"login:{address}")
-        user = self.users.by_username(name) if USERNAME.fullmatch(name) else None
-        user = self._check_password(user, name, password, address)
-        if user.disabled:
-            raise ApiError(403, "account-disabled", "this account is disabled: ask an admin")
-        self.users.record_successful_login(user.id)
-        if not session:
-            return Login(self._tokens(user), None)
-        token, csrf = self.sessions.create(user.id)
-        return Login({"user": user.public(), "csrf_token": csrf}, token)
+        user = self._authenticate(name, password, address)
+        if self.users.pending_reset(user.id) is not None:
+            raise ApiError(
+                403,
+                "password-change-required",
+                "this is a temporary password from an admin: choose your own with POST"
+                " /api/auth/complete-reset {username, temporary_password, new_password}",
+            )
+        return self._signed_in(user, session)
+
+    def complete_reset(self, data: dict[str, Any], address: str) -> Login:
+        """Replace an admin's temporary password with the user's own, and log in.
+
+        ``{username, temporary_password, new_password, session?}``: the answer is that of
+        :meth:`login`. Failed attempts count towards the lock-out like failed logins.
+        """
+        name = string(data, "username").lower()
+        temporary = string(data, "temporary_password")
+        session = flag(data, "session", False)
+        user = self._authenticate(name, temporary, address)
+        new = validate_password(data.get("new_password"), user.username, "new_password")
+        expires_ms = self.users.pending_reset(user.id)
+        if expires_ms is None:
+            raise ApiError(
+                409,
+                "no-password-reset",
+                "this account has no temporary password to replace: log in, and change"
+                " the password with POST /api/auth/password",
+            )
+        if expires_ms <= self.now_ms():
+            raise ApiError(
+                403,
+                "temporary-password-expired",
+                "the temporary password has expired: ask an admin to reset the password again",
+            )
+        if new == temporary:
+            reason = "must differ from the temporary password"
+            raise bad_request(f"new_password {reason}", new_password=reason)
+        self.users.set_password_hash(user.id, self.passwords.hash(new))
+        return self._signed_in(user, session)
 
     def refresh(self, data: dict[str, Any]) -> dict[str, Any]:
         """Spend a refresh token for a new access token and refresh token."""
@@ -196,37 +248,23 @@ class Accounts:
             return {"user": user.public()}
         return self._tokens(user)
 
-    def update_user(self, user_id: int, data: dict[str, Any]) -> User:
-        """An admin changes a role or (dis)ables an account; the last admin stays."""
-        unknown = sorted(set(data) - USER_FIELDS)
-        if unknown:
-            fields = {name: "unknown field (role, disabled)" for name in unknown}
-            raise bad_request(f"cannot change {', '.join(unknown)}", **fields)
-        with self.users.transaction():
-            user = self.users.get(user_id)
-            if user is None:
-                raise not_found(f"user {user_id}")
-            role = validate_role(data["role"]) if "role" in data else user.role
-            disabled = flag(data, "disabled", user.disabled)
-            demoted = role is not Role.ADMIN or disabled
-            active_admin = user.role is Role.ADMIN and not user.disabled
-            if demoted and active_admin and self.users.enabled_admins() <= 1:
-                raise ApiError(
-                    409,
-                    "last-admin",
-                    f"{user.username} is the last admin who can log in: make another first",
-                )
-            if role is not user.role:
-                user = self.users.set_role(user_id, role)
-            if disabled != user.disabled:
-                user = self.users.set_disabled(user_id, disabled, self.now_ms())
+    # internals
+
+    def _authenticate(self, name: str, password: str, address: str) -> User:
+        """The enabled account whose password this is (lock-out and address limits apply)."""
+        self.failed_by_address.check(f"login:{address}")
+        user = self.users.by_username(name) if USERNAME.fullmatch(name) else None
+        user = self._check_password(user, name, password, address)
+        if user.disabled:
+            raise ApiError(403, "account-disabled", "this account is disabled: ask an admin")
         return user
 
-    def list_users(self, role: str | None) -> list[User]:
-        """All accounts, optionally of one role."""
-        return self.users.list(None if role is None else validate_role(role))
-
-    # internals
+    def _signed_in(self, user: User, session: bool) -> Login:
+        self.users.record_successful_login(user.id)
+        if not session:
+            return Login(self._tokens(user), None)
+        token, csrf = self.sessions.create(user.id)
+        return Login({"user": user.public(), "csrf_token": csrf}, token)
 
     def _tokens(self, user: User, refresh_token: str | None = None) -> dict[str, Any]:
         return {
@@ -238,24 +276,29 @@ class Accounts:
         }
 
     def _check_password(self, user: User | None, name: str, password: str, address: str) -> User:
-        now = self.now_ms()
-        window_ms = self.settings.login_window_s * 1000
+        now, settings = self.now_ms(), self.settings
         if user is None:
-            try:
-                self.failed_by_unknown_name.check(name)
-            except ApiError as exc:
-                raise self._locked(now, now + int(exc.fields["retry_after_s"]) * 1000) from None
+            until = self.failed_by_unknown_name.locked_until(name, now)
+            if until is not None:
+                raise self._locked(now, until)
             self.passwords.waste_time(password)
-            self.failed_by_unknown_name.record(name)
+            self.failed_by_unknown_name.fail(name, now)
             self.failed_by_address.record(f"login:{address}")
             raise invalid_credentials()
         if user.locked_until_ms is not None and user.locked_until_ms > now:
             raise self._locked(now, user.locked_until_ms)
         if not self.passwords.verify(user.password_hash, password):
             self.failed_by_address.record(f"login:{address}")
-            self.users.record_failed_login(user.id, now, self.settings.login_attempts, window_ms)
+            self.users.record_failed_login(
+                user.id,
+                now,
+                settings.login_attempts,
+                settings.login_window_s * 1000,
+                settings.lockout_s * 1000,
+            )
             raise invalid_credentials()
-        if self.passwords.needs_rehash(user.password_hash):
+        rehash = self.passwords.needs_rehash(user.password_hash)
+        if rehash and self.users.pending_reset(user.id) is None:  # a temporary one stays as is
             self.users.set_password_hash(user.id, self.passwords.hash(password))
         return user
 

@@ -1,8 +1,10 @@
 """An in-memory sliding-window rate limiter, keyed by string, with an injectable clock.
 
-Used for failed logins (per username and per client address), registrations (per
-address) and relay ingest (per relay). Each process keeps its own windows: behind several
-API replicas the effective limit is the per-process limit times the replica count.
+Used for failed logins (per client address), registrations (per address), relay ingest
+(per relay) and trackers' direct uploads (per address). Each process keeps its own
+windows: behind several API replicas the effective limit is the per-process limit times
+the replica count. :class:`FailureLocks` locks keys out after repeated failures (the
+in-memory twin of the accounts' lock-out, for usernames that do not exist).
 """
 
 from __future__ import annotations
@@ -121,3 +123,54 @@ class RateLimiter:
             for k in idle:
                 del self._events[k]
         return now
+
+
+class FailureLocks:
+    """Lock a key for ``lockout_ms`` after ``attempts`` failures within ``window_ms``.
+
+    The same rule as :meth:`cloud.store.users.UserStore.record_failed_login`, in memory:
+    it keeps lock-outs of unknown usernames indistinguishable from real accounts'. Times
+    are the caller's (UTC ms); idle keys are forgotten so memory stays bounded. Thread-safe.
+    """
+
+    def __init__(self, attempts: int, window_ms: int, lockout_ms: int) -> None:
+        self.attempts, self.window_ms, self.lockout_ms = attempts, window_ms, lockout_ms
+        self._keys: dict[str, tuple[int, int, int | None]] = {}
+        """key -> (failures in the window, last failure, locked until)."""
+        self._lock = threading.Lock()
+        self._ops = 0
+
+    def locked_until(self, key: str, now_ms: int) -> int | None:
+        """When ``key``'s lock ends, or None when it is not locked."""
+        with self._lock:
+            entry = self._keys.get(key)
+            until = entry[2] if entry is not None else None
+            return until if until is not None and until > now_ms else None
+
+    def fail(self, key: str, now_ms: int) -> int | None:
+        """Count a failure; returns the lock's end when this failure locked ``key``."""
+        with self._lock:
+            self._sweep(now_ms)
+            count, last, until = self._keys.get(key, (0, None, None))
+            count = 1 if last is None or last <= now_ms - self.window_ms else count + 1
+            if count >= self.attempts:
+                until = now_ms + self.lockout_ms
+                self._keys[key] = (0, now_ms, until)
+                return until
+            self._keys[key] = (count, now_ms, until)
+            return None
+
+    def clear(self, key: str) -> None:
+        """Forget ``key`` (its failures and any lock)."""
+        with self._lock:
+            self._keys.pop(key, None)
+
+    def _sweep(self, now_ms: int) -> None:
+        self._ops += 1
+        if self._ops < SWEEP_EVERY:
+            return
+        self._ops = 0
+        horizon = now_ms - max(self.window_ms, self.lockout_ms)
+        idle = [k for k, (_, last, _) in self._keys.items() if last is None or last <= horizon]
+        for k in idle:
+            del self._keys[k]

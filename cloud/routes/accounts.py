@@ -1,4 +1,5 @@
-"""Account endpoints: register, log in/out, refresh, password, me, JWKS, admin user management."""
+"""Account endpoints: register, log in/out, refresh, password, me, JWKS, admin user management
+(list, create, change, unlock, reset a password)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..auth.accounts import Accounts
+from ..auth.accounts import Accounts, Login
 from ..auth.middleware import clear_session_cookie, session_cookie, set_session_cookie
 from ..auth.principal import Role, caller, public, requires
 from ..auth.tokens import WebSession, jwks
+from ..auth.user_admin import UserAdmin
 from ..errors import ApiError
 from ..settings import Settings
 from ..validation import json_object, path_int
@@ -35,6 +37,11 @@ async def hashing(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 def accounts(request: Request) -> Accounts:
     service: Accounts = request.app.state.accounts
+    return service
+
+
+def user_admin(request: Request) -> UserAdmin:
+    service: UserAdmin = request.app.state.user_admin
     return service
 
 
@@ -65,7 +72,19 @@ async def login(request: Request) -> JSONResponse:
     """``{"username", "password", "session"?}`` → tokens, or a cookie session and CSRF token."""
     data = await json_object(request)
     result = await hashing(accounts(request).login, data, address(request))
-    response = JSONResponse(result.body)
+    return signed_in(request, result)
+
+
+@public
+async def complete_reset(request: Request) -> JSONResponse:
+    """``{"username", "temporary_password", "new_password", "session"?}`` → as login."""
+    data = await json_object(request)
+    result = await hashing(accounts(request).complete_reset, data, address(request))
+    return signed_in(request, result)
+
+
+def signed_in(request: Request, result: Login) -> JSONResponse:
+    response = JSONResponse(result.body, headers={"Cache-Control": "no-store"})
     if result.session_token is not None:
         set_session_cookie(response, result.session_token, settings(request))
     return response
@@ -126,25 +145,40 @@ async def jwks_document(request: Request) -> JSONResponse:
 
 @requires(Role.ADMIN)
 async def list_users(request: Request) -> JSONResponse:
-    """All accounts, ``?role=racer`` to filter, with their lock-out state."""
-    users = accounts(request).list_users(request.query_params.get("role"))
-    return JSONResponse([u.admin_view() for u in users])
+    """All accounts, ``?role=racer`` to filter, with lock-out and password-reset state."""
+    return JSONResponse(user_admin(request).list_users(request.query_params.get("role")))
 
 
 @requires(Role.ADMIN)
 async def create_user(request: Request) -> JSONResponse:
     """``{"username", "password", "role", "email"?}`` with any person's role."""
     data = await json_object(request)
-    user = await hashing(accounts(request).create_user, data)
-    return JSONResponse(user.admin_view(), status_code=201)
+    user = await hashing(user_admin(request).create_user, caller(request), data)
+    return JSONResponse(user, status_code=201)
 
 
 @requires(Role.ADMIN)
 async def update_user(request: Request) -> JSONResponse:
     """``{"role"?, "disabled"?}``; disabling ends the account's sessions and refresh tokens."""
     data = await json_object(request)
-    user = accounts(request).update_user(path_int(request, "user_id"), data)
-    return JSONResponse(user.admin_view())
+    user = user_admin(request).update_user(caller(request), path_int(request, "user_id"), data)
+    return JSONResponse(user)
+
+
+@requires(Role.ADMIN)
+async def unlock_user(request: Request) -> JSONResponse:
+    """End the account's lock-out now."""
+    user = user_admin(request).unlock(caller(request), path_int(request, "user_id"))
+    return JSONResponse(user)
+
+
+@requires(Role.ADMIN)
+async def reset_password(request: Request) -> JSONResponse:
+    """A one-time temporary password for the account (shown once); its sessions end."""
+    body = await hashing(
+        user_admin(request).reset_password, caller(request), path_int(request, "user_id")
+    )
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 routes = [
@@ -153,9 +187,12 @@ routes = [
     Route("/api/auth/refresh", refresh, methods=["POST"]),
     Route("/api/auth/logout", logout, methods=["POST"]),
     Route("/api/auth/password", change_password, methods=["POST"]),
+    Route("/api/auth/complete-reset", complete_reset, methods=["POST"]),
     Route("/api/me", me, methods=["GET"]),
     Route("/.well-known/jwks.json", jwks_document, methods=["GET"]),
     Route("/api/users", list_users, methods=["GET"]),
     Route("/api/users", create_user, methods=["POST"]),
     Route("/api/users/{user_id:int}", update_user, methods=["PATCH"]),
+    Route("/api/users/{user_id:int}/unlock", unlock_user, methods=["POST"]),
+    Route("/api/users/{user_id:int}/password-reset", reset_password, methods=["POST"]),
 ]

@@ -32,8 +32,8 @@ async def ingest(request: Request) -> JSONResponse:
         if len(body) > MAX_UPLOAD_BYTES:
             raise ApiError(413, "too-large", "an upload body is at most 16 MiB")
     service: Ingest = request.app.state.ingest
-    results = await run_in_threadpool(service.receive, relay, bytes(body))
-    return JSONResponse({"results": results})
+    results = await run_in_threadpool(service.receive_from_relay, relay, bytes(body))
+    return JSONResponse({"results": [r.to_json() for r in results]})
 
 
 routes = [Route("/api/ingest", ingest, methods=["POST"])]

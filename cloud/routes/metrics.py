@@ -1,4 +1,4 @@
-"""Prometheus metrics: ingest outcomes and reasons, races by state."""
+"""Prometheus metrics: ingest outcomes and reasons, trackers' direct uploads, races by state."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth.principal import public
+from ..direct import DirectUploads
 from ..ingest import Ingest
 from ..store.races import RaceStore
 
@@ -19,8 +20,8 @@ from ..store.races import RaceStore
 class CloudCollector(Collector):
     """Reads the live counters at scrape time (no global registry state)."""
 
-    def __init__(self, ingest: Ingest, races: RaceStore) -> None:
-        self.ingest, self.races = ingest, races
+    def __init__(self, ingest: Ingest, direct: DirectUploads, races: RaceStore) -> None:
+        self.ingest, self.direct, self.races = ingest, direct, races
 
     def collect(self) -> Iterator[Metric]:
         batches = CounterMetricFamily(
@@ -37,6 +38,21 @@ class CloudCollector(Collector):
                 batches.add_metric([outcome], count)
         yield batches
         yield rejected
+        hellos = CounterMetricFamily(
+            "gruppetto_tracker_hellos",
+            "Session hellos of trackers uploading straight to the cloud, by outcome or reason",
+            labels=["outcome"],
+        )
+        direct = CounterMetricFamily(
+            "gruppetto_tracker_batches",
+            "Batches trackers uploaded straight to the cloud, by outcome",
+            labels=["outcome"],
+        )
+        for key, count in sorted(self.direct.counters.items()):
+            kind, _, outcome = key.partition(":")
+            (hellos if kind == "hello" else direct).add_metric([outcome], count)
+        yield hellos
+        yield direct
         races = GaugeMetricFamily("gruppetto_races", "Races, by state", labels=["state"])
         for row in self.races.query("SELECT state, COUNT(*) AS n FROM races GROUP BY state"):
             races.add_metric([row["state"]], row["n"])
@@ -47,7 +63,8 @@ class CloudCollector(Collector):
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
     registry = CollectorRegistry()
-    registry.register(CloudCollector(request.app.state.ingest, request.app.state.stores.races))
+    state = request.app.state
+    registry.register(CloudCollector(state.ingest, state.direct, state.stores.races))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
 

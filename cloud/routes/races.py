@@ -122,11 +122,15 @@ async def withdraw(request: Request) -> Response:
 
 @requires(Role.ADMIN)
 async def audit_log(request: Request) -> JSONResponse:
-    """Who changed what and when, newest first (``?race_id=N``)."""
-    race_id = request.query_params.get("race_id", "")
-    if race_id and not race_id.isdigit():
-        raise bad_request("race_id must be a number", race_id="must be a number")
-    rows = races(request).audit.entries("race" if race_id else None, int(race_id or 0) or None)
+    """Who changed what and when, newest first (``?race_id=N`` or ``?user_id=N``)."""
+    object_type, object_id = None, None
+    for name, kind in (("race_id", "race"), ("user_id", "user")):
+        value = request.query_params.get(name, "")
+        if value and not value.isdigit():
+            raise bad_request(f"{name} must be a number", **{name: "must be a number"})
+        if value:
+            object_type, object_id = kind, int(value) or None
+    rows = races(request).audit.entries(object_type, object_id)
     return JSONResponse(rows)
 
 

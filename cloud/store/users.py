@@ -1,84 +1,23 @@
-"""People's accounts, their refresh tokens and web sessions, and the rules for credentials.
+"""People's accounts, their lock-outs and password resets, refresh tokens and web sessions.
 
 Only SHA-256 digests of refresh tokens and session tokens are stored: a copy of the
 database does not let anyone act as a user. Passwords are stored as Argon2id hashes (made
-by :mod:`cloud.auth.passwords`); this module never sees a password except to validate it.
+by :mod:`cloud.auth.passwords`); this module never sees a password. The rules for
+usernames, passwords and roles are in :mod:`cloud.store.credentials`.
 """
 
 from __future__ import annotations
 
 import builtins
-import re
 import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from ..auth.principal import Principal, Role
-from ..errors import ApiError, bad_request, not_found
+from ..errors import ApiError, not_found
 from .base import Store
-
-USERNAME = re.compile(r"[a-z0-9_.-]{3,32}")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 1_024
-MAX_EMAIL = 254
-PEOPLE = tuple(r for r in Role if r is not Role.RELAY)
-"""Roles a user account may have (``relay`` is for machine credentials only)."""
-
-
-def validate_username(value: object) -> str:
-    """The username, lower-cased (usernames are case-insensitive), or a 400 saying why not."""
-    if value is None:
-        raise bad_request("username is required", username="required")
-    if not isinstance(value, str):
-        raise bad_request("username must be a string", username="must be a string")
-    name = value.lower()
-    if not USERNAME.fullmatch(name):
-        reason = "must be 3-32 characters of a-z, 0-9, '_', '.' and '-'"
-        raise bad_request(f"username {reason}", username=reason)
-    return name
-
-
-def validate_password(value: object, username: str, field: str = "password") -> str:
-    """A password that is long enough and not the username, or a 400 saying why not."""
-    if value is None:
-        raise bad_request(f"{field} is required", **{field: "required"})
-    if not isinstance(value, str):
-        raise bad_request(f"{field} must be a string", **{field: "must be a string"})
-    if len(value) < MIN_PASSWORD:
-        reason = f"must be at least {MIN_PASSWORD} characters"
-        raise bad_request(f"{field} {reason}", **{field: reason})
-    if len(value) > MAX_PASSWORD:
-        reason = f"must be at most {MAX_PASSWORD} characters"
-        raise bad_request(f"{field} {reason}", **{field: reason})
-    if value.strip().lower() == username.lower():
-        raise bad_request(
-            f"{field} must not be the username", **{field: "must not be the username"}
-        )
-    return value
-
-
-def validate_role(value: object, allowed: tuple[Role, ...] = PEOPLE) -> Role:
-    """One of ``allowed``, or a 400 listing them."""
-    names = ", ".join(r.value for r in allowed)
-    if value is None:
-        raise bad_request(f"role is required: one of {names}", role=f"required: one of {names}")
-    if not isinstance(value, str) or value not in {r.value for r in allowed}:
-        raise bad_request(f"role must be one of {names}", role=f"must be one of {names}")
-    return Role(value)
-
-
-def validate_email(value: object) -> str | None:
-    """An optional e-mail address (shape only: something@domain)."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise bad_request("email must be a string", email="must be a string")
-    email = value.strip()
-    local, at, domain = email.partition("@")
-    if not (at and local and "." in domain and len(email) <= MAX_EMAIL) or " " in email:
-        raise bad_request("email is not an e-mail address", email="expected name@domain")
-    return email
+from .credentials import validate_email, validate_role, validate_username
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +119,11 @@ class UserStore(Store):
     );
     CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions(user_id);
     CREATE INDEX IF NOT EXISTS web_sessions_expiry ON web_sessions(expires_ms);
+    CREATE TABLE IF NOT EXISTS password_resets (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
     """
 
     # accounts
@@ -244,16 +188,63 @@ class UserStore(Store):
         return self._must(user_id)
 
     def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        """Store a new hash (password change, or a rehash with newer parameters)."""
+        """Store a new hash (a password change, or a rehash with newer parameters).
+
+        A pending reset ends: the password is no longer a temporary one.
+        """
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
             )
+            conn.execute("DELETE FROM password_resets WHERE user_id = ?", (user_id,))
+
+    def reset_password(
+        self, user_id: int, password_hash: str, now_ms: int, expires_ms: int
+    ) -> User:
+        """An admin's reset: a temporary password, no lock-out, every session ended.
+
+        The hash is of a temporary password that only :meth:`pending_reset` until
+        ``expires_ms`` lets the user replace (it never logs in by itself).
+        """
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE users SET password_hash = ?, failed_logins = 0, last_failed_ms = NULL,"
+                " locked_until_ms = NULL WHERE id = ?",
+                (password_hash, user_id),
+            )
+            conn.execute(
+                "INSERT INTO password_resets (user_id, created_ms, expires_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET created_ms = excluded.created_ms,"
+                " expires_ms = excluded.expires_ms",
+                (user_id, now_ms, expires_ms),
+            )
+            self.revoke_all(user_id, now_ms)
+        return self._must(user_id)
+
+    def pending_reset(self, user_id: int) -> int | None:
+        """When the user's temporary password expires (UTC ms), or None without a reset."""
+        row = self.one("SELECT expires_ms FROM password_resets WHERE user_id = ?", (user_id,))
+        return None if row is None else int(row["expires_ms"])
+
+    def pending_resets(self) -> dict[int, int]:
+        """Every pending reset: user id -> when its temporary password expires."""
+        rows = self.query("SELECT user_id, expires_ms FROM password_resets")
+        return {int(r["user_id"]): int(r["expires_ms"]) for r in rows}
+
+    def unlock(self, user_id: int) -> User:
+        """End a lock-out and forget the failed logins that count towards one."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE users SET failed_logins = 0, last_failed_ms = NULL, locked_until_ms = NULL"
+                " WHERE id = ?",
+                (user_id,),
+            )
+        return self._must(user_id)
 
     def record_failed_login(
-        self, user_id: int, now_ms: int, attempts: int, window_ms: int
+        self, user_id: int, now_ms: int, attempts: int, window_ms: int, lockout_ms: int
     ) -> int | None:
-        """Count a failure; after ``attempts`` within ``window_ms``, lock for ``window_ms``.
+        """Count a failure; after ``attempts`` within ``window_ms``, lock for ``lockout_ms``.
 
         Returns the lock's end (UTC ms) when this failure locked the account. The count
         starts again when the previous failure is older than the window.
@@ -266,7 +257,7 @@ class UserStore(Store):
                 return None
             count, last = row
             count = 1 if last is None or last <= now_ms - window_ms else count + 1
-            locked_until = now_ms + window_ms if count >= attempts else None
+            locked_until = now_ms + lockout_ms if count >= attempts else None
             conn.execute(
                 "UPDATE users SET failed_logins = ?, last_failed_ms = ?,"
                 " locked_until_ms = coalesce(?, locked_until_ms) WHERE id = ?",

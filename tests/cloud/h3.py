@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -72,3 +74,43 @@ async def h3_client(host: str, port: int) -> AsyncIterator[H3Client]:
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, verify_mode=ssl.CERT_NONE)
     async with connect(host, port, configuration=config, create_protocol=H3Client) as client:
         yield cast(H3Client, client)
+
+
+class BlockingH3:
+    """One HTTP/3 connection for blocking tests: its event loop runs on a thread."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._ready: Future[H3Client] = Future()
+        self._stop: asyncio.Event | None = None
+        self._held = asyncio.run_coroutine_threadsafe(self._hold(host, port), self.loop)
+        wait([self._ready, self._held], timeout=30, return_when=FIRST_COMPLETED)
+        if not self._ready.done():
+            self.close()
+            self._held.result(timeout=0)  # the connection's error, if it has one
+            raise TimeoutError(f"no QUIC connection to {host}:{port} in 30 s")
+        self.client = self._ready.result()
+
+    async def _hold(self, host: str, port: int) -> None:
+        self._stop = asyncio.Event()
+        async with h3_client(host, port) as client:
+            self._ready.set_result(client)
+            await self._stop.wait()
+
+    def request(
+        self, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request on the connection, waited for."""
+        work = self.client.request(method, path, body=body, headers=headers)
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        """Close the connection and stop the loop."""
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+            wait([self._held], timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()

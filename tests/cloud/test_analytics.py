@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cloud.conftest import CloudServer
-from tests.cloud.test_ingest import Rider, now_ms, post, setup_race
+from tests.cloud.riders import Rider, now_ms, post, setup_race
 
 
 def test_results_stats_and_csv_after_a_ridden_race(

@@ -16,6 +16,60 @@ from tests.cloud.conftest import CloudServer
 from tests.cloud.helpers import admin_client, staff_client, user_client
 
 ROLES = ("admin", "official", "racer", "spectator", "relay", "anonymous")
+PUBLIC: frozenset[str] = frozenset()
+PEOPLE = frozenset({"admin", "official", "racer", "spectator"})
+ADMIN = frozenset({"admin"})
+STAFF = frozenset({"admin", "official"})
+EXPECTED = {
+    ("POST", "/api/auth/register"): PUBLIC,
+    ("POST", "/api/auth/login"): PUBLIC,
+    ("POST", "/api/auth/refresh"): PUBLIC,
+    ("POST", "/api/auth/logout"): PUBLIC,
+    ("POST", "/api/auth/password"): PEOPLE,
+    ("POST", "/api/auth/complete-reset"): PUBLIC,
+    ("GET", "/api/me"): PEOPLE,
+    ("GET", "/.well-known/jwks.json"): PUBLIC,
+    ("GET", "/api/users"): ADMIN,
+    ("POST", "/api/users"): ADMIN,
+    ("PATCH", "/api/users/{user_id:int}"): ADMIN,
+    ("POST", "/api/users/{user_id:int}/unlock"): ADMIN,
+    ("POST", "/api/users/{user_id:int}/password-reset"): ADMIN,
+    ("GET", "/api/races/{race_id:int}/results"): PEOPLE,
+    ("GET", "/api/races/{race_id:int}/stats"): PEOPLE,
+    ("GET", "/api/races/{race_id:int}/summary"): PEOPLE,
+    ("GET", "/api/riders/{rider_id:int}/season"): PEOPLE,
+    ("GET", "/api/races/compare"): PEOPLE,
+    ("POST", "/api/races/{race_id:int}/actions"): STAFF,
+    ("GET", "/api/races/{race_id:int}/actions"): PEOPLE | {"relay"},
+    ("GET", "/api/races/{race_id:int}/live"): STAFF | {"relay"},
+    ("POST", "/api/devices"): frozenset({"racer"}),
+    ("GET", "/api/devices"): frozenset({"racer", "admin"}),
+    ("POST", "/api/relays"): ADMIN,
+    ("GET", "/api/relays"): STAFF,
+    ("PATCH", "/api/relays/{relay_id:int}"): ADMIN,
+    ("GET", "/api/relay/config"): frozenset({"relay"}),
+    ("GET", "/healthz/live"): PUBLIC,
+    ("GET", "/healthz/ready"): PUBLIC,
+    ("POST", "/api/ingest"): frozenset({"relay"}),
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/api/races"): PEOPLE,
+    ("POST", "/api/races"): ADMIN,
+    ("GET", "/api/races/{race_id:int}"): PEOPLE,
+    ("PATCH", "/api/races/{race_id:int}"): ADMIN,
+    ("DELETE", "/api/races/{race_id:int}"): ADMIN,
+    ("POST", "/api/races/{race_id:int}/state"): STAFF,
+    ("PUT", "/api/races/{race_id:int}/course"): ADMIN,
+    ("PUT", "/api/races/{race_id:int}/checkpoints"): ADMIN,
+    ("GET", "/api/races/{race_id:int}/riders"): PEOPLE,
+    ("POST", "/api/races/{race_id:int}/registrations"): frozenset({"admin", "racer"}),
+    ("DELETE", "/api/races/{race_id:int}/registrations/{user_id:int}"): frozenset(
+        {"admin", "racer"}
+    ),
+    ("GET", "/api/audit"): ADMIN,
+    ("POST", "/v1/hello"): PUBLIC,  # trackers: the device signatures authenticate
+    ("POST", "/v1/batches"): PUBLIC,
+}
+"""Who may call what. A route whose roles change must change here too, on purpose."""
 
 
 def all_routes() -> list[tuple[str, str, tuple[str, ...]]]:
@@ -65,6 +119,11 @@ def test_role_matrix(
             assert response.status_code == 401, f"anonymous {method} {path}: {response.status_code}"
         else:
             assert response.status_code == 403, f"{role} {method} {path}: {response.status_code}"
+
+
+def test_every_route_has_the_roles_the_table_expects() -> None:
+    found = {(method, path): frozenset(roles) for method, path, roles in all_routes()}
+    assert found == EXPECTED
 
 
 def test_every_route_module_is_covered() -> None:

@@ -463,3 +463,36 @@ def test_pruned_search_equals_exhaustive_search(
     assert got.offset_m == pytest.approx(want.offset_m, abs=1e-6)
     if got.offset_m > 0.01:  # not a 1 mm tie between two parts of the course
         assert got.progress_m == pytest.approx(want.progress_m, abs=1e-6)
+
+
+def test_course_still_exports_what_moved_to_its_sibling_modules() -> None:
+    import sync_protocol.checkpoint as checkpoint_module
+    import sync_protocol.course_points as points_module
+
+    for name in course_module.__all__:
+        assert hasattr(course_module, name), name
+    assert course_module.Checkpoint is checkpoint_module.Checkpoint
+    assert course_module.crossing_time_ms is checkpoint_module.crossing_time_ms
+    assert course_module.CHECKPOINT_KINDS is checkpoint_module.CHECKPOINT_KINDS
+    assert course_module.Point is points_module.Point
+    assert (course_module.MIN_ELEVATION_M, course_module.MAX_ELEVATION_M) == (-1_000.0, 10_000.0)
+    for module in (course_module, checkpoint_module, points_module):
+        assert module.__file__ is not None
+        with open(module.__file__, encoding="utf-8") as source:
+            assert len(source.readlines()) < 400, module.__name__
+
+
+def test_checkpoints_are_checked_against_the_finish() -> None:
+    from sync_protocol.checkpoint import check_checkpoints
+
+    sprint = Checkpoint("Sprint", "sprint", 500.0)
+    finish = Checkpoint("Finish", "finish", 1_000.0)
+    assert check_checkpoints([finish, sprint], 1_000.0) == (sprint, finish)
+    with pytest.raises(CourseError, match="beyond the finish"):
+        check_checkpoints([Checkpoint("Far", "feed", 1_200.0)], 1_000.0)
+    with pytest.raises(CourseError, match="two checkpoints are named"):
+        check_checkpoints([sprint, sprint], 1_000.0)
+    with pytest.raises(CourseError, match="not at the finish line"):
+        check_checkpoints([Checkpoint("Finish", "finish", 900.0)], 1_000.0)
+    with pytest.raises(CourseError, match="sequence of Checkpoint"):
+        check_checkpoints(sprint, 1_000.0)  # type: ignore[arg-type]
