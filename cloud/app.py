@@ -85,6 +85,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         stores.relays,
         stores.actions,
         settings.device_cert_ttl_s,
+        settings.issuer,
     )
     app.state.ingest_limiter = RateLimiter(
         settings.ingest_rate_per_s, 1.0, what="uploads from this relay"

@@ -51,8 +51,10 @@ class Enrolment:
         relays: RelayStore,
         actions: ActionStore,
         cert_ttl_s: int,
+        token_issuer: str,
     ) -> None:
         self.key, self.races, self.devices, self.relays = key, races, devices, relays
+        self.token_issuer = token_issuer
         self.actions = actions
         self.cert_ttl_ms = cert_ttl_s * 1000
 
@@ -128,5 +130,6 @@ class Enrolment:
             "relay": {"id": who.id, "name": who.name},
             "issuer_public_key": base64.b64encode(self.key.public_raw).decode(),
             "issuer_kid": self.key.kid,
+            "token_issuer": self.token_issuer,
             "races": races,
         }

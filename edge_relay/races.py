@@ -71,6 +71,8 @@ class RelayConfig:
     """The cloud's key that signs device certificates."""
     races: dict[int, RaceInfo]
     """Served races by id."""
+    token_issuer: str | None = None
+    """``iss`` of the cloud's access tokens (checked on officials' commands)."""
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> RelayConfig:
@@ -80,7 +82,14 @@ class RelayConfig:
                 base64.b64decode(doc["issuer_public_key"], validate=True)
             )
             races = {int(r["id"]): _race(r) for r in doc["races"]}
-            return cls(int(doc["relay"]["id"]), str(doc["relay"]["name"]), issuer, races)
+            token_issuer = doc.get("token_issuer")
+            return cls(
+                int(doc["relay"]["id"]),
+                str(doc["relay"]["name"]),
+                issuer,
+                races,
+                str(token_issuer) if token_issuer else None,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"the cloud's relay configuration is malformed: {exc}") from None
 

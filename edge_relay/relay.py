@@ -29,6 +29,7 @@ from sync_protocol.upload import (
 )
 
 from .commit import CommitFailed, GroupCommitter
+from .control import ControlError, command, live_message, verify_official
 from .discovery import Advertiser
 from .fanout import Fanout, TickPolicy
 from .h3 import Response, SessionTickets, WebTransportSession, quic_configuration, serve_h3
@@ -105,6 +106,8 @@ class Relay:
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
         self._advert_lock = asyncio.Lock()
+        self.token_issuer: str | None = None
+        """``iss`` of the cloud's access tokens, when its configuration says."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -193,12 +196,17 @@ class Relay:
             "self_signed": self.certificate.self_signed,
             "races": races,
             "uplink": self.uplink.status.state if self.uplink else "none",
+            "uplink_error": self.uplink.status.last_error if self.uplink else "",
+            "trackers": len(self.ingest.inbox.receivers) if self.ingest else 0,
+            "spectators": self.fanout.session_count + self.fanout.socket_count,
+            "backlog_fixes": self.reads.backlog()[1],
         }
 
     # -- configuration ------------------------------------------------------------------
 
     def _apply(self, config: RelayConfig) -> None:
         self.config = config
+        self.token_issuer = config.token_issuer
         if self.ingest is None:
             self.ingest = RelayIngest(self.committer, config.issuer, config.race_ids, _now_ms)
         else:
@@ -318,6 +326,40 @@ class Relay:
         """The page asks for a fresh base with ``resync``."""
         if data.strip() == b"resync":
             self.fanout.resync(session)
+
+    # -- race control through the relay ------------------------------------------------
+
+    async def submit_command(
+        self, race_id: int, kind: str, body: Any, authorization: str
+    ) -> dict[str, Any]:
+        """An official's command: verify, store once, apply to the frames, forward later."""
+        if self.config is None:
+            raise ControlError(503, "not-ready", "this relay has no race configuration yet")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ControlError(401, "unauthenticated", "send Authorization: Bearer <token>")
+        jwks = self.uplink.jwks if self.uplink is not None else self.reads.config("jwks")
+        official = verify_official(token.strip(), jwks, self.token_issuer, time.time())
+        cmd = command(self.config, race_id, kind, body, official, _now_ms())
+        new = await self.committer.run(lambda w: w.queue_command(cmd.to_row()))
+        if new:
+            log.info(
+                "race control queued",
+                extra={"race": race_id, "action_id": cmd.action_id, "official": official.name},
+            )
+            if self.live.cloud_message(race_id, live_message(cmd)):
+                self.fanout.news(race_id)
+            if self.uplink is not None:
+                self.uplink.wake()
+        return {"queued": True, "new": new, "action_id": cmd.action_id, "forwarded": False}
+
+    def command_log(self, race_id: int) -> list[dict[str, Any]]:
+        """Commands taken here for a race (reads its own connection: call in a thread)."""
+        reads = Reads(connect(self.settings.db_path, writer=False))
+        try:
+            return reads.commands(race_id)
+        finally:
+            reads.conn.close()
 
     def _frame(self, race_id: int, now_ms: int) -> LiveFrame | None:
         return self.live.frame(race_id, now_ms)

@@ -9,6 +9,7 @@ What is kept (``DATA/relay.db``):
               a fix is provisional (MAC'd live fix awaiting its signed head).
 ``outbox``    verified runs still to forward to the cloud, deleted only on the cloud's
               ack; a run the cloud refused is kept with the reason (never silently lost).
+``control``   officials' commands taken while the cloud was out of reach, until forwarded.
 ``config``    the last race configuration downloaded from the cloud, so a restarted relay
               runs its races with no uplink.
 
@@ -57,6 +58,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     prev_hash BLOB NOT NULL,
     signature BLOB NOT NULL,
     refused TEXT
+);
+CREATE TABLE IF NOT EXISTS control (
+    action_id TEXT PRIMARY KEY,
+    race_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    official TEXT NOT NULL,
+    t_ms INTEGER NOT NULL,
+    forwarded INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT
 );
 CREATE TABLE IF NOT EXISTS config (
     key TEXT PRIMARY KEY,
@@ -175,6 +186,22 @@ class Writes:
             (seq, device_id),
         )
 
+    def queue_command(self, row: tuple[str, int, str, str, str, int]) -> bool:
+        """Record an official's command once (False: this action_id is already here)."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO control (action_id, race_id, kind, body, official, t_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        return cur.rowcount == 1
+
+    def command_done(self, action_id: str, outcome: str) -> None:
+        """The cloud has the command (or refused it for good, with the reason)."""
+        self.conn.execute(
+            "UPDATE control SET forwarded = 1, outcome = ? WHERE action_id = ?",
+            (outcome, action_id),
+        )
+
     def put_config(self, key: str, value: Any) -> None:
         """Save a configuration document (JSON)."""
         self.conn.execute(
@@ -227,6 +254,33 @@ class Reads:
         return int(
             self.conn.execute("SELECT COUNT(*) FROM outbox WHERE refused IS NOT NULL").fetchone()[0]
         )
+
+    def pending_commands(self) -> list[tuple[Any, ...]]:
+        """Officials' commands not yet forwarded, oldest first."""
+        return self.conn.execute(
+            "SELECT action_id, race_id, kind, body, official, t_ms FROM control"
+            " WHERE forwarded = 0 ORDER BY t_ms, rowid"
+        ).fetchall()
+
+    def commands(self, race_id: int) -> list[dict[str, Any]]:
+        """A race's commands taken here, with their forwarding state."""
+        rows = self.conn.execute(
+            "SELECT action_id, kind, body, official, t_ms, forwarded, outcome FROM control"
+            " WHERE race_id = ? ORDER BY t_ms, rowid",
+            (race_id,),
+        ).fetchall()
+        return [
+            {
+                "action_id": r[0],
+                "kind": r[1],
+                "body": json.loads(r[2]),
+                "official": json.loads(r[3]),
+                "t_ms": r[4],
+                "forwarded": bool(r[5]),
+                "outcome": r[6],
+            }
+            for r in rows
+        ]
 
     def config(self, key: str) -> Any:
         """A saved configuration document, or None."""

@@ -10,6 +10,8 @@ Three loops share one HTTP client (HTTP/2 when the cloud offers it):
   the resumable cursor: a restart simply continues with what is left. Network errors
   and 5xx back off exponentially with full jitter; a batch the cloud refuses is kept in
   the store with its reason (counted, never silently dropped) and no longer retried.
+* **race control** — officials' commands the relay took while the cloud was away go to
+  the cloud's own endpoints first (on the official's behalf; idempotent by action_id).
 * **live** — per served race, ``GET /api/races/{id}/live`` (NDJSON: snapshot, then fix,
   race and action messages), so spectators here also see riders connected to other
   relays of the race, and officials' actions taken in the cloud. Reconnects with backoff.
@@ -33,6 +35,7 @@ from sync_protocol.batch import Batch, encode_batch
 from sync_protocol.framing import encode_frames
 
 from .commit import GroupCommitter
+from .control import Command
 from .store import Reads, Run, Writes
 
 log = logging.getLogger("gruppetto.relay.uplink")
@@ -81,6 +84,8 @@ class UplinkStatus:
     """Runs the cloud refused for good."""
     config_version: int = 0
     """Configurations received."""
+    commands_forwarded: int = 0
+    """Officials' commands handed to the cloud."""
 
 
 class Uplink:
@@ -111,6 +116,8 @@ class Uplink:
             verify=verify,
         )
         self._live: dict[int, asyncio.Task[None]] = {}
+        self.jwks: dict[str, Any] | None = reads.config("jwks")
+        """The cloud's token-signing keys (to check officials' tokens offline)."""
 
     def wake(self) -> None:
         """New runs are in the outbox: forward now rather than at the next poll."""
@@ -149,7 +156,14 @@ class Uplink:
             backoff.reset()
             self._up()
             self.relay_id = int(doc["relay"]["id"])
-            await self.committer.run(partial(_save_config, doc=doc))
+            await self.committer.run(partial(_save_config, key="relay", doc=doc))
+            try:
+                keys = await self._client.get("/.well-known/jwks.json")
+                keys.raise_for_status()
+                self.jwks = keys.json()
+                await self.committer.run(partial(_save_config, key="jwks", doc=self.jwks))
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("cloud keys not fetched", extra={"detail": str(exc)})
             self.status.config_version += 1
             self.on_config(doc)
             await asyncio.sleep(self.config_every_s)
@@ -159,6 +173,14 @@ class Uplink:
     async def _forward_loop(self) -> None:
         backoff = Backoff()
         while True:
+            commands = await asyncio.to_thread(self.reads.pending_commands)
+            if commands:
+                try:
+                    await self.forward_commands([Command.from_row(r) for r in commands])
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    self._down(f"forwarding race control: {exc}")
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
             runs = await asyncio.to_thread(self.reads.pending_runs, FORWARD_RUNS)
             if not runs:
                 self._wake.clear()
@@ -223,6 +245,30 @@ class Uplink:
         self.status.forwarded_fixes += fixes
         self.status.refused_runs += len(refused)
 
+    async def forward_commands(self, commands: list[Command]) -> None:
+        """Send officials' queued commands to the cloud, on their behalf, exactly once."""
+        for cmd in commands:
+            who = cmd.official
+            body = {**cmd.body, "on_behalf_of": {"id": who.id, "name": who.name, "role": who.role}}
+            response = await self._client.post(cmd.path, json=body)
+            if response.status_code >= 500 or response.status_code == 429:
+                raise httpx.HTTPStatusError(
+                    f"cloud answered {response.status_code}",
+                    request=response.request,
+                    response=response,
+                )
+            if response.status_code < 300:
+                outcome = "done"
+            elif response.status_code == 409 and cmd.kind == "state":
+                outcome = "done (the race had already moved on)"
+            else:
+                outcome = f"refused {response.status_code}: {response.text[:200]}"
+                log.warning("cloud refused a command", extra={"action_id": cmd.action_id})
+            await self.committer.run(
+                partial(_command_done, action_id=cmd.action_id, outcome=outcome)
+            )
+            self.status.commands_forwarded += 1
+
     def _batches(self, runs: list[Run]) -> list[bytes]:
         out = []
         for run in runs:
@@ -272,5 +318,9 @@ class Uplink:
         self.status.last_error = why
 
 
-def _save_config(w: Writes, *, doc: dict[str, Any]) -> None:
-    w.put_config("relay", doc)
+def _save_config(w: Writes, *, key: str, doc: dict[str, Any]) -> None:
+    w.put_config(key, doc)
+
+
+def _command_done(w: Writes, *, action_id: str, outcome: str) -> None:
+    w.command_done(action_id, outcome)

@@ -6,6 +6,8 @@
 | `GET /api/info` | relay name, races, QUIC port, certificate hash, uplink state |
 | `GET /api/races/{id}/standings` | the live leaderboard as JSON (console, tests) |
 | `GET /api/races/{id}/alerts` | what officials should look at |
+| `POST /api/races/{id}/actions`, `.../state` | race control while the cloud is away |
+| `GET /api/races/{id}/control` | commands taken here and whether the cloud has them |
 | `WS /live/{id}` | live frames as binary messages, newest only (WebTransport fallback) |
 | `GET /healthz/live`, `GET /healthz/ready` | probes |
 | `GET /metrics` | Prometheus |
@@ -28,6 +30,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .control import ControlError
 from .metrics import RelayCollector
 
 if TYPE_CHECKING:
@@ -64,6 +67,27 @@ def create_app(relay: Relay) -> Starlette:
         if isinstance(rid, JSONResponse):
             return rid
         return JSONResponse(relay.live.alerts(rid, relay.fanout.clock_ms()))
+
+    async def control(request: Request) -> JSONResponse:
+        rid = int(request.path_params["race_id"])
+        kind = "action" if request.url.path.endswith("/actions") else "state"
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "bad-request", "message": "the body is not JSON"}, 400)
+        try:
+            result = await relay.submit_command(
+                rid, kind, body, request.headers.get("authorization", "")
+            )
+        except ControlError as exc:
+            return JSONResponse({"error": exc.reason, "message": exc.message}, exc.status)
+        return JSONResponse(result, 202)
+
+    async def commands(request: Request) -> JSONResponse:
+        rid = race_id(request)
+        if isinstance(rid, JSONResponse):
+            return rid
+        return JSONResponse(await asyncio.to_thread(relay.command_log, rid))
 
     async def live_socket(ws: WebSocket) -> None:
         rid = int(ws.path_params["race_id"])
@@ -109,6 +133,9 @@ def create_app(relay: Relay) -> Starlette:
         Route("/api/info", info),
         Route("/api/races/{race_id:int}/standings", standings),
         Route("/api/races/{race_id:int}/alerts", alerts),
+        Route("/api/races/{race_id:int}/actions", control, methods=["POST"]),
+        Route("/api/races/{race_id:int}/state", control, methods=["POST"]),
+        Route("/api/races/{race_id:int}/control", commands),
         WebSocketRoute("/live/{race_id:int}", live_socket),
         Route("/healthz/live", healthy),
         Route("/healthz/ready", ready),

@@ -75,3 +75,29 @@ def public(endpoint: Endpoint) -> Endpoint:
     """Mark an endpoint as open to anonymous callers (the role-matrix test reads this)."""
     endpoint.roles = ()  # type: ignore[attr-defined]
     return endpoint
+
+
+def acting_for(request: Request, data: dict[str, object]) -> Principal:
+    """Who a race-control command is from.
+
+    An official or admin acts for themself. An event relay forwards commands officials
+    gave it while the cloud was out of reach (it checked their tokens offline): it may do
+    so only for races it serves, and names the official in ``on_behalf_of``.
+    """
+    who = caller(request)
+    if who.role is not Role.RELAY:
+        data.pop("on_behalf_of", None)
+        return who
+    race_id = int(request.path_params["race_id"])
+    stores = request.app.state.stores
+    if stores.races.get(race_id) is None:
+        raise ApiError(404, "not-found", f"race {race_id} does not exist")
+    if race_id not in stores.relays.race_ids(who.id):
+        raise ApiError(403, "forbidden", f"this relay does not serve race {race_id}")
+    behalf = data.pop("on_behalf_of", None)
+    if not isinstance(behalf, dict):
+        raise ApiError(400, "bad-request", "a relay must name the official in on_behalf_of")
+    uid, name, role = behalf.get("id"), behalf.get("name"), behalf.get("role")
+    if not isinstance(uid, int) or not isinstance(name, str) or role not in ("admin", "official"):
+        raise ApiError(400, "bad-request", "on_behalf_of needs the official's id, name and role")
+    return Principal(uid, name, Role(role))

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from ..auth.principal import Role, caller, requires
+from ..auth.principal import Role, acting_for, caller, requires
 from ..bus import QUEUE_LIMIT, LiveBus, Message
 from ..control import RaceControl
 from ..errors import ApiError, not_found
@@ -26,12 +26,16 @@ def control(request: Request) -> RaceControl:
     return service
 
 
-@requires(Role.ADMIN, Role.OFFICIAL)
+@requires(Role.ADMIN, Role.OFFICIAL, Role.RELAY)
 async def act(request: Request) -> JSONResponse:
-    """``{action_id, kind, rider_id, seconds?, reason}``; 201 when new, 200 for a replay."""
+    """``{action_id, kind, rider_id, seconds?, reason}``; 201 when new, 200 for a replay.
+
+    A relay forwards an official's command with ``on_behalf_of`` (see ``acting_for``).
+    """
     race_id = path_int(request, "race_id")
     data = await json_object(request)
-    action, new = await run_in_threadpool(control(request).act, caller(request), race_id, data)
+    who = acting_for(request, data)
+    action, new = await run_in_threadpool(control(request).act, who, race_id, data)
     return JSONResponse(action, status_code=201 if new else 200)
 
 
