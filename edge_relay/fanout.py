@@ -121,6 +121,7 @@ class RaceChannel:
         self.base: LiveFrame | None = None
         self.base_bytes = b""
         self.last_bytes = b""
+        self.last_frame: LiveFrame | None = None
         self.since_base = 0
         self.last_frame_ms = 0.0
         self.arrivals: list[float] = []
@@ -138,6 +139,7 @@ class RaceChannel:
         else:
             self.since_base += 1
         self.last_bytes = data
+        self.last_frame = frame
         return data
 
 
@@ -219,9 +221,10 @@ class Fanout:
         client = SocketClient()
         channel = self.channel(race_id)
         channel.sockets.add(client)
-        frame = self.make_frame(race_id, self.clock_ms())
-        if frame is not None:
-            client.offer(encode_snapshot(frame))
+        if channel.last_frame is None:
+            self.tick(race_id)  # the race's first frame (offered to this client too)
+        else:
+            client.offer(encode_snapshot(channel.last_frame))
         return client
 
     def unsubscribe_socket(self, race_id: int, client: SocketClient) -> None:

@@ -43,7 +43,7 @@ def create_app(relay: Relay) -> Starlette:
     """The TCP app of one relay."""
 
     async def page(_: Request) -> Response:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def info(_: Request) -> JSONResponse:
         return JSONResponse(relay.info())
