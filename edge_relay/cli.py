@@ -88,6 +88,13 @@ def _hostport(
     show_default=True,
     help="Longest time between two live frames of a race.",
 )
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0.5, 600),
+    default=30.0,
+    show_default=True,
+    help="Seconds an upload may take to arrive before it is reset (half-open uploads).",
+)
 def relay(
     cloud_url: str | None,
     credential_file: Path | None,
@@ -102,6 +109,7 @@ def relay(
     interfaces: tuple[str, ...],
     cloud_ca: str | None,
     tick_ms: int,
+    request_timeout: float,
 ) -> None:
     """Run an edge relay: tracker uploads, live scoring, spectators, forwarding.
 
@@ -142,6 +150,7 @@ def relay(
         interfaces=interfaces,
         cloud_verify=verify,
         tick_ms=tick_ms,
+        request_timeout_s=request_timeout,
         name=name,
     )
     run(settings)

@@ -36,8 +36,6 @@ from aioquic.tls import SessionTicket
 
 log = logging.getLogger("gruppetto.relay.h3")
 
-REQUEST_TIMEOUT_S = 30.0
-"""A request whose body has not fully arrived by then is reset (half-open uploads)."""
 IDLE_TIMEOUT_S = 60.0
 """A QUIC connection with no traffic for this long is closed."""
 MAX_PENDING_DATAGRAMS = 2
@@ -62,6 +60,8 @@ class Handler(Protocol):
 
     max_body: int
     """Largest request body accepted (413 beyond)."""
+    request_timeout_s: float
+    """A request whose body has not fully arrived by then is reset (half-open uploads)."""
 
     async def request(self, method: str, path: str, body: bytes) -> Response:
         """Answer one HTTP/3 request."""
@@ -182,7 +182,9 @@ class RelayQuicProtocol(QuicConnectionProtocol):
             return
         request = _Request(method, path)
         self._requests[event.stream_id] = request
-        request.timer = self._loop.call_later(REQUEST_TIMEOUT_S, self._timed_out, event.stream_id)
+        request.timer = self._loop.call_later(
+            self.handler.request_timeout_s, self._timed_out, event.stream_id
+        )
         if event.stream_ended:
             self._body(event.stream_id, request, b"", True)
 

@@ -71,6 +71,7 @@ class Relay:
 
     def __init__(self, settings: RelaySettings) -> None:
         self.settings = settings
+        self.request_timeout_s = settings.request_timeout_s
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.committer = GroupCommitter(settings.db_path)
         self.reads = Reads(connect(settings.db_path, writer=False))

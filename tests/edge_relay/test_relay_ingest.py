@@ -198,3 +198,46 @@ def test_starting_with_no_configuration_and_no_cloud_says_what_to_do(tmp_path: P
     assert result.returncode == 1
     assert "--cloud" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_half_open_upload_is_reset_after_the_request_timeout(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    from aioquic.asyncio.client import connect
+    from aioquic.quic.events import QuicEvent, StreamReset
+
+    from tests.cloud.h3 import H3Client
+    from tests.edge_relay.wt import client_config
+
+    class Watcher(H3Client):
+        reset: asyncio.Future[int] | None = None
+
+        def quic_event_received(self, event: QuicEvent) -> None:
+            if isinstance(event, StreamReset) and self.reset is not None:
+                self.reset.set_result(event.error_code)
+            super().quic_event_received(event)
+
+    _, race_id, credential = setup_relay_race(cloud, tmp_path)
+    relay = start_relay(tmp_path / "relay", cloud, credential, "--request-timeout", "1")
+
+    async def half_open() -> int:
+        async with connect(
+            "127.0.0.1", relay.quic_port, configuration=client_config(), create_protocol=Watcher
+        ) as client:
+            assert isinstance(client, Watcher)
+            client.reset = asyncio.get_running_loop().create_future()
+            stream = client._quic.get_next_available_stream_id()
+            client.http.send_headers(
+                stream,
+                [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"relay"),
+                 (b":path", b"/v1/batches")],
+            )  # fmt: skip
+            client.http.send_data(stream, b"\x05par", end_stream=False)  # and never the rest
+            client.transmit()
+            return await asyncio.wait_for(client.reset, timeout=10)
+
+    try:
+        wait_for(lambda: configured(relay, race_id), what="relay configuration")
+        assert asyncio.run(half_open()) == 0x10C  # H3_REQUEST_CANCELLED
+    finally:
+        relay.stop()
