@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from cloud.cli import cloud
+from deploy.cost import cost
 from edge_relay.cli import relay
+from tracker_app.cli import tracker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,41 +24,83 @@ def main() -> None:
 
 
 main.add_command(cloud)
+main.add_command(cost)
 main.add_command(relay)
+main.add_command(tracker)
 
 
 @main.command()
 @click.option(
-    "--offline-minutes",
-    default=60,
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="gruppetto-demo",
     show_default=True,
-    type=click.IntRange(1, 600),
-    help="How long the rider rides without coverage.",
+    help="Keep every part's state here between runs.",
+)
+@click.option("--races", type=click.IntRange(1, 10), default=2, show_default=True)
+@click.option(
+    "--riders", type=click.IntRange(1, 50), default=50, show_default=True, help="Per race."
+)
+@click.option("--laps", type=click.IntRange(1, 20), default=1, show_default=True)
+@click.option("--cloud-port", type=click.IntRange(0, 65_535), default=8000, show_default=True)
+@click.option(
+    "--relay-port",
+    type=click.IntRange(0, 65_535),
+    default=4433,
+    show_default=True,
+    help="UDP port of the relay (HTTP/3, WebTransport).",
 )
 @click.option(
-    "--live-seconds",
-    default=120,
+    "--page-port",
+    type=click.IntRange(0, 65_535),
+    default=8080,
     show_default=True,
-    type=click.IntRange(10, 3_600),
-    help="Seconds ridden in coverage before and after the outage.",
+    help="TCP port of the relay's spectator page. 0 picks free ports.",
 )
-def demo(offline_minutes: int, live_seconds: int) -> None:
-    """Show the protocol core at work: one rider's day, offline hour included.
+@click.option(
+    "--duration",
+    type=click.FloatRange(1, None),
+    default=None,
+    help="Stop by itself after this many seconds (default: run until Ctrl-C).",
+)
+def demo(
+    data_dir: Path,
+    races: int,
+    riders: int,
+    laps: int,
+    cloud_port: int,
+    relay_port: int,
+    page_port: int,
+    duration: float | None,
+) -> None:
+    """Run the whole system on this machine: cloud, relay, two races, 100 riders.
 
-    A simulated rider records signed fixes, sends them live, loses coverage, comes back
-    (newest position first, backlog behind), and the relay's verified runs reach the
-    cloud exactly once. (The full system demo arrives with the relay and cloud.)
+    Starts the cloud and an event relay on loopback, makes an admin, an official and a
+    spectator account, two races on the bundled course with 50 simulated riders each
+    (real trackers: signed fixes, SQLite buffer, HTTP/3 to the relay), then prints the
+    spectator page's URL and the credentials. Ctrl-C stops everything cleanly.
 
     Example:
 
-        gruppetto demo --offline-minutes 60
+        gruppetto demo --data ./gruppetto-demo
     """
-    from deploy.walkthrough import run
+    from deploy.demo import DemoError, DemoOptions, run_demo
 
-    figures = run(live_seconds, offline_minutes * 60, lambda line: click.echo(f"  {line}"))
-    click.echo("figures: " + ", ".join(f"{k}={v:g}" for k, v in figures.items()))
-    if not figures["exactly_once"]:
-        raise click.ClickException("the cloud did not end with every fix exactly once")
+    options = DemoOptions(
+        data_dir=data_dir,
+        races=races,
+        riders=riders,
+        cloud_port=cloud_port,
+        quic_port=relay_port,
+        page_port=page_port,
+        laps=laps,
+        duration_s=duration,
+    )
+    try:
+        run_demo(options, click.echo)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":
