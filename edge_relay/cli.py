@@ -56,6 +56,11 @@ def _hostport(
     envvar="GRUPPETTO_RELAY_HTTP_BIND",
     help="TCP address for the spectator page, WebSocket, health, metrics (port 0: any).",
 )
+@click.option(
+    "--public-host",
+    default=None,
+    help="Name or address spectators reach this relay at (default: the --quic-bind host).",
+)
 @click.option("--name", default="relay", show_default=True, help="Name announced on the network.")
 @click.option(
     "--cert-host",
@@ -101,6 +106,7 @@ def relay(
     data_dir: Path,
     quic_bind: tuple[str, int],
     http_bind: tuple[str, int],
+    public_host: str | None,
     name: str,
     cert_hosts: tuple[str, ...],
     certfile: Path | None,
@@ -151,6 +157,7 @@ def relay(
         cloud_verify=verify,
         tick_ms=tick_ms,
         request_timeout_s=request_timeout,
+        public_host=public_host,
         name=name,
     )
     run(settings)

@@ -140,6 +140,7 @@ class GroupCommitter:
             log.error("commit failed", extra={"detail": str(exc), "jobs": len(group)})
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
+            self.writes.cloud_seq.clear()  # it may hold values of the rolled-back group
             self.stats.failures += 1
             failed = CommitFailed(f"the relay could not store: {exc}")
             for job in group:
@@ -160,6 +161,7 @@ class GroupCommitter:
         except Exception as exc:  # the job's own failure: roll back only this job
             self._conn.execute("ROLLBACK TO job")
             self._conn.execute("RELEASE job")
+            self.writes.cloud_seq.clear()
             if job.on_abort is not None:
                 job.on_abort()
             return False, exc

@@ -125,7 +125,7 @@ class RelayIngest:
         w.put_device(device, cert.encode(), cert.racer_id)
         w.put_receiver(device, receiver.state.to_bytes())
         self.counters["hello"] += 1
-        return HelloReply(receiver.ack(), self._cloud_acked(device), live_mac=True)
+        return HelloReply(receiver.ack(), w.cloud_acked_seq(device), live_mac=True)
 
     def _upload(
         self, w: Writes, frames: list[bytes], now: int, touched: set[bytes]
@@ -144,7 +144,7 @@ class RelayIngest:
                 log.info("batch refused", extra={"reason": exc.reason, "device": device.hex()})
                 known = self.inbox.receivers.get(device)
                 ack = known.ack() if known is not None else None
-                cloud = self._cloud_acked(device) if known is not None else 0
+                cloud = w.cloud_acked_seq(device) if known is not None else 0
                 results.append(UploadResult(ack, cloud, exc.reason, exc.message))
                 continue
             cert = self.inbox.certificates[device]
@@ -171,7 +171,7 @@ class RelayIngest:
                     outcome = "gap"
             w.put_receiver(device, receiver.state.to_bytes())
             self.counters[outcome] += 1
-            results.append(UploadResult(receiver.ack(), self._cloud_acked(device)))
+            results.append(UploadResult(receiver.ack(), w.cloud_acked_seq(device)))
             del batch
         return UploadOutcome(results, list(newest.values()), stored)
 
@@ -188,10 +188,6 @@ class RelayIngest:
                 reason="no-certificate",
             )
         return self.inbox.admit(DeviceCertificate.decode(row[0]), now)
-
-    def _cloud_acked(self, device: bytes) -> int:
-        row = self.committer.reads.device(device)
-        return 0 if row is None else row[2]
 
     def _forget(self, devices: set[bytes]) -> None:
         """The job did not commit: drop in-memory receivers so they reload from disk."""

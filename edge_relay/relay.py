@@ -97,6 +97,7 @@ class Relay:
                 self.uplink_reads,
                 on_config=self._on_config_doc,
                 on_live=self._on_cloud_live,
+                report=self.status_report,
                 verify=settings.cloud_verify,
                 config_every_s=settings.config_every_s,
             )
@@ -201,6 +202,24 @@ class Relay:
             "trackers": len(self.ingest.inbox.receivers) if self.ingest else 0,
             "spectators": self.fanout.session_count + self.fanout.socket_count,
             "backlog_fixes": self.reads.backlog()[1],
+        }
+
+    def status_report(self) -> dict[str, Any]:
+        """What the relay tells the cloud about itself."""
+        host = self.settings.public_host or self.settings.quic_host
+        shown = f"[{host}]" if ":" in host else host
+        info = self.info()
+        return {
+            "name": self.settings.name,
+            "page_url": f"http://{shown}:{self.http_port}/",
+            "webtransport_url": f"https://{shown}:{self.quic_port}/live/",
+            "cert_sha256": info["cert_sha256"],
+            "self_signed": info["self_signed"],
+            "trackers": info["trackers"],
+            "spectators": info["spectators"],
+            "backlog_fixes": info["backlog_fixes"],
+            "uplink": info["uplink"],
+            "races": [r["id"] for r in info["races"]],
         }
 
     # -- configuration ------------------------------------------------------------------

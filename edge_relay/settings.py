@@ -60,6 +60,8 @@ class RelaySettings:
     """Longest time between two live frames of a race."""
     config_every_s: float = 15.0
     """How often the race configuration is refreshed from the cloud."""
+    public_host: str | None = None
+    """The name or address spectators and trackers use (default: the QUIC address)."""
     request_timeout_s: float = 30.0
     """An upload whose body has not fully arrived by then is reset."""
     name: str = "relay"

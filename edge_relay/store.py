@@ -110,6 +110,18 @@ class Writes:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.cloud_seq: dict[bytes, int] = {}
+        """Cache of ``devices.cloud_acked_seq`` (this connection is its only writer)."""
+
+    def cloud_acked_seq(self, device_id: bytes) -> int:
+        """How far the cloud holds a device's chain (0 for an unknown device)."""
+        seq = self.cloud_seq.get(device_id)
+        if seq is None:
+            row = self.conn.execute(
+                "SELECT cloud_acked_seq FROM devices WHERE device_id = ?", (device_id,)
+            ).fetchone()
+            seq = self.cloud_seq[device_id] = 0 if row is None else int(row[0])
+        return seq
 
     def put_device(self, device_id: bytes, certificate: bytes, racer_id: int) -> None:
         """Record (or refresh) an admitted device's certificate."""
@@ -181,6 +193,7 @@ class Writes:
 
     def cloud_acked(self, device_id: bytes, seq: int) -> None:
         """The cloud holds the device's chain up to ``seq``."""
+        self.cloud_seq.pop(device_id, None)  # re-read after the update (rollback-safe)
         self.conn.execute(
             "UPDATE devices SET cloud_acked_seq = MAX(cloud_acked_seq, ?) WHERE device_id = ?",
             (seq, device_id),

@@ -3,7 +3,9 @@
 Three loops share one HTTP client (HTTP/2 when the cloud offers it):
 
 * **config** — ``GET /api/relay/config`` every ``config_every_s``; each answer is saved
-  in the relay's store, so a restarted relay runs its races with no uplink.
+  in the relay's store, so a restarted relay runs its races with no uplink. Each time
+  the relay also reports its health and public addresses (``POST /api/relay/status``)
+  for the back office and for spectators' pages that look for a relay of a race.
 * **forward** — the outbox (verified runs) goes to ``POST /api/ingest`` oldest first, as
   the riders' original signed batches; a run leaves the outbox only when the cloud's
   reply for it says the fixes are durable there (accepted or duplicate). The outbox is
@@ -100,11 +102,12 @@ class Uplink:
         *,
         on_config: Callable[[dict[str, Any]], None],
         on_live: Callable[[int, dict[str, Any]], None],
+        report: Callable[[], dict[str, Any]] | None = None,
         verify: bool | str = True,
         config_every_s: float = 15.0,
     ) -> None:
         self.committer, self.reads = committer, reads
-        self.on_config, self.on_live = on_config, on_live
+        self.on_config, self.on_live, self.report = on_config, on_live, report
         self.config_every_s = config_every_s
         self.status = UplinkStatus()
         self.relay_id: int | None = None
@@ -166,6 +169,12 @@ class Uplink:
                 log.warning("cloud keys not fetched", extra={"detail": str(exc)})
             self.status.config_version += 1
             self.on_config(doc)
+            if self.report is not None:
+                try:
+                    sent = await self._client.post("/api/relay/status", json=self.report())
+                    sent.raise_for_status()
+                except httpx.HTTPError as exc:
+                    log.info("status report not sent", extra={"detail": str(exc)})
             await asyncio.sleep(self.config_every_s)
 
     # -- store and forward ------------------------------------------------------------

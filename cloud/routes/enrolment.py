@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..auth.principal import Role, caller, requires
 from ..enrolment import Enrolment
+from ..errors import bad_request, not_found
+from ..races import now_ms
 from ..validation import json_object, path_int
 
 
@@ -59,6 +62,61 @@ async def relay_config(request: Request) -> JSONResponse:
     return JSONResponse(service(request).relay_config(caller(request)))
 
 
+STATUS_FIELDS = {
+    "name": str,
+    "page_url": str,
+    "webtransport_url": str,
+    "cert_sha256": str,
+    "self_signed": bool,
+    "trackers": int,
+    "spectators": int,
+    "backlog_fixes": int,
+    "uplink": str,
+    "races": list,
+}
+STALE_AFTER_MS = 60_000
+
+
+@requires(Role.RELAY)
+async def relay_status(request: Request) -> JSONResponse:
+    """A relay reports its health and public addresses (every configuration refresh)."""
+    data = await json_object(request)
+    status = {}
+    for key, kind in STATUS_FIELDS.items():
+        value = data.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise bad_request(f"{key} must be a {kind.__name__}", **{key: kind.__name__})
+        if isinstance(value, str) and len(value) > 300:
+            raise bad_request(f"{key} is too long", **{key: "at most 300 characters"})
+        status[key] = value
+    who = caller(request)
+    await run_in_threadpool(service(request).relays.report, who.id, status, now_ms())
+    return JSONResponse({"ok": True})
+
+
+@requires(Role.ADMIN, Role.OFFICIAL, Role.RACER, Role.SPECTATOR)
+async def race_relays(request: Request) -> JSONResponse:
+    """Where to watch a race live: its relays' pages and WebTransport addresses."""
+    race_id = path_int(request, "race_id")
+    if service(request).races.get(race_id) is None:
+        raise not_found(f"race {race_id}")
+    now = now_ms()
+    out = []
+    for relay in service(request).relays.serving(race_id):
+        status = relay["status"] or {}
+        reported = relay["reported_ms"]
+        out.append(
+            {
+                "id": relay["id"],
+                "name": relay["name"],
+                "reported_ms": reported,
+                "stale": reported is None or now - reported > STALE_AFTER_MS,
+                **{k: status.get(k) for k in STATUS_FIELDS if k not in ("name", "races")},
+            }
+        )
+    return JSONResponse(out)
+
+
 routes = [
     Route("/api/devices", enrol_device, methods=["POST"]),
     Route("/api/devices", list_devices, methods=["GET"]),
@@ -66,4 +124,6 @@ routes = [
     Route("/api/relays", list_relays, methods=["GET"]),
     Route("/api/relays/{relay_id:int}", update_relay, methods=["PATCH"]),
     Route("/api/relay/config", relay_config, methods=["GET"]),
+    Route("/api/relay/status", relay_status, methods=["POST"]),
+    Route("/api/races/{race_id:int}/relays", race_relays, methods=["GET"]),
 ]

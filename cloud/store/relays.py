@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from typing import Any
 
@@ -28,6 +29,11 @@ class RelayStore(Store):
         disabled INTEGER NOT NULL DEFAULT 0,
         created_ms INTEGER NOT NULL,
         last_seen_ms INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS relay_status (
+        relay_id INTEGER PRIMARY KEY REFERENCES relays(id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        reported_ms INTEGER NOT NULL
     );
     CREATE TABLE IF NOT EXISTS relay_races (
         relay_id INTEGER NOT NULL REFERENCES relays(id) ON DELETE CASCADE,
@@ -75,7 +81,35 @@ class RelayStore(Store):
         if row is not None:
             row["disabled"] = bool(row["disabled"])
             row["race_ids"] = self.race_ids(relay_id)
+            row["status"], row["reported_ms"] = self.status(relay_id)
         return row
+
+    def report(self, relay_id: int, status: dict[str, Any], now_ms: int) -> None:
+        """Keep what a relay last said about itself (health, addresses, backlog)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO relay_status (relay_id, status, reported_ms)"
+                " VALUES (?, ?, ?)",
+                (relay_id, json.dumps(status), now_ms),
+            )
+
+    def status(self, relay_id: int) -> tuple[dict[str, Any] | None, int | None]:
+        """A relay's last report and when it came (None, None before the first)."""
+        row = self.one(
+            "SELECT status, reported_ms FROM relay_status WHERE relay_id = ?", (relay_id,)
+        )
+        if row is None:
+            return None, None
+        return json.loads(row["status"]), int(row["reported_ms"])
+
+    def serving(self, race_id: int) -> list[dict[str, Any]]:
+        """Enabled relays of a race, with their last reports."""
+        rows = self.query(
+            "SELECT r.id FROM relays r JOIN relay_races g ON g.relay_id = r.id"
+            " WHERE g.race_id = ? AND r.disabled = 0 ORDER BY r.id",
+            (race_id,),
+        )
+        return [relay for r in rows if (relay := self.get(r["id"])) is not None]
 
     def overview(self) -> list[dict[str, Any]]:
         """All relays with their races."""

@@ -68,6 +68,8 @@ EXPECTED = {
     ("GET", "/api/audit"): ADMIN,
     ("POST", "/v1/hello"): PUBLIC,  # trackers: the device signatures authenticate
     ("POST", "/v1/batches"): PUBLIC,
+    ("POST", "/api/relay/status"): frozenset({"relay"}),
+    ("GET", "/api/races/{race_id:int}/relays"): PEOPLE,
 }
 """Who may call what. A route whose roles change must change here too, on purpose."""
 

@@ -241,3 +241,26 @@ def test_half_open_upload_is_reset_after_the_request_timeout(
         assert asyncio.run(half_open()) == 0x10C  # H3_REQUEST_CANCELLED
     finally:
         relay.stop()
+
+
+def test_relay_reports_its_health_and_addresses_to_the_cloud(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    admin, race_id, credential = setup_relay_race(cloud, tmp_path)
+    relay = start_relay(tmp_path / "relay", cloud, credential, "--public-host", "127.0.0.1")
+    try:
+
+        def reported() -> bool:
+            relays = admin.get(f"/api/races/{race_id}/relays").json()
+            return len(relays) == 1 and not relays[0]["stale"]
+
+        wait_for(reported, what="the relay's status report")
+        (entry,) = admin.get(f"/api/races/{race_id}/relays").json()
+        assert entry["page_url"] == f"http://127.0.0.1:{relay.http_port}/"
+        assert entry["webtransport_url"] == f"https://127.0.0.1:{relay.quic_port}/live/"
+        assert entry["cert_sha256"] == relay.cert_sha256
+        assert entry["uplink"] == "up"
+        overview = admin.get("/api/relays").json()
+        assert any(r["status"] and r["status"]["page_url"] == entry["page_url"] for r in overview)
+    finally:
+        relay.stop()
