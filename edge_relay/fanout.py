@@ -221,8 +221,8 @@ class Fanout:
         client = SocketClient()
         channel = self.channel(race_id)
         channel.sockets.add(client)
-        if channel.last_frame is None:
-            self.tick(race_id)  # the race's first frame (offered to this client too)
+        if channel.last_frame is None or channel.timer is not None:
+            self.tick(race_id)  # first frame, or news waiting: a fresh one for everyone
         else:
             client.offer(encode_snapshot(channel.last_frame))
         return client
