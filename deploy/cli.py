@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cloud.cli import cloud
+from console_tui.cli import console
 from deploy.cost import cost
 from edge_relay.cli import relay
 from tracker_app.cli import tracker
@@ -24,6 +25,7 @@ def main() -> None:
 
 
 main.add_command(cloud)
+main.add_command(console)
 main.add_command(cost)
 main.add_command(relay)
 main.add_command(tracker)
