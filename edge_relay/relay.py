@@ -197,6 +197,7 @@ class Relay:
             "cert_sha256": self.certificate.sha256_hex,
             "self_signed": self.certificate.self_signed,
             "races": races,
+            "cloud_url": self.settings.cloud_url,
             "uplink": self.uplink.status.state if self.uplink else "none",
             "uplink_error": self.uplink.status.last_error if self.uplink else "",
             "trackers": len(self.ingest.inbox.receivers) if self.ingest else 0,
