@@ -1,10 +1,10 @@
 """Spectator fan-out: one live frame per race per tick to every session, latest wins.
 
-**When frames go out.** A race's frame is produced ``coalesce_ms`` after the first new
-fix since its last frame (GPS receivers fix on the UTC second, so a race's riders arrive
-in one burst and one frame carries them all, a few tens of milliseconds after they
-arrive), never sooner than ``min_interval_ms`` after the previous frame, and at least
-every ``interval_ms`` (default 1 s) even with no news, so fix ages keep counting.
+**When frames go out.** GPS receivers fix on the UTC second, so a race's riders arrive
+in one burst: a frame goes out when the burst has ended (no new fix for ``quiet_ms``),
+at most ``coalesce_ms`` after its first fix, never sooner than ``min_interval_ms`` after
+the previous frame, and at least every ``interval_ms`` (default 1 s) even with no news,
+so fix ages keep counting.
 
 **What goes out** (see docs/live-frames.md, "Choosing bases"): every ``keyframe_every``
 frames a snapshot becomes the base; the frames between are deltas against it, so a lost
@@ -46,8 +46,10 @@ class TickPolicy:
     """Longest time between two frames."""
     min_interval_ms: int = 500
     """Shortest time between two frames."""
-    coalesce_ms: int = 40
-    """Wait after the first new fix, to take its burst in one frame."""
+    coalesce_ms: int = 120
+    """Longest wait after the first new fix of a burst, to take the burst in one frame."""
+    quiet_ms: int = 20
+    """A burst has ended when no new fix came for this long."""
     keyframe_every: int = 5
     """A snapshot base every this many frames."""
 
@@ -127,6 +129,7 @@ class RaceChannel:
         self.arrivals: list[float] = []
         """Monotonic ms at which each fix since the last frame arrived (for latency)."""
         self.timer: asyncio.TimerHandle | None = None
+        self.burst_started_ms = 0.0
 
     def encode(self, frame: LiveFrame, keyframe_every: int) -> bytes:
         """Encode ``frame`` as a snapshot (a new base) or a delta against the base."""
@@ -240,13 +243,16 @@ class Fanout:
         now = time.monotonic() * 1000
         if len(channel.arrivals) < MAX_ARRIVALS:
             channel.arrivals.append(arrived_ms if arrived_ms is not None else now)
-        if channel.timer is not None:
-            return
-        delay = max(
-            self.policy.coalesce_ms, channel.last_frame_ms + self.policy.min_interval_ms - now
-        )
+        if channel.timer is None:
+            channel.burst_started_ms = now
+        else:
+            channel.timer.cancel()
+        # Wait for the burst to end (quiet for quiet_ms), but no longer than coalesce_ms
+        # after its first fix, and never sooner than min_interval_ms after the last frame.
+        due = min(now + self.policy.quiet_ms, channel.burst_started_ms + self.policy.coalesce_ms)
+        due = max(due, channel.last_frame_ms + self.policy.min_interval_ms)
         loop = asyncio.get_running_loop()
-        channel.timer = loop.call_later(delay / 1000, self.tick, race_id)
+        channel.timer = loop.call_later(max(0.0, due - now) / 1000, self.tick, race_id)
 
     def tick(self, race_id: int) -> None:
         """Produce the race's frame now and send it to everyone watching."""

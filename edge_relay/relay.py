@@ -51,6 +51,23 @@ class RelayNotConfigured(RuntimeError):
     """No race configuration yet and no cloud to fetch it from."""
 
 
+UDP_BUFFER_BYTES = 4 * 1024 * 1024
+"""Receive/send buffer asked for the QUIC socket: one tick sends a datagram per session
+and their ACKs come back at once (the kernel caps it at net.core.rmem_max/wmem_max)."""
+
+
+def _grow_buffers(sock: Any) -> None:
+    import socket
+
+    if sock is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+        except OSError as exc:
+            log.warning("UDP buffer size not set", extra={"detail": str(exc)})
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -133,6 +150,7 @@ class Relay:
         if transport is None:
             raise OSError("the QUIC server did not bind")
         self.quic_port = int(transport.get_extra_info("sockname")[1])
+        _grow_buffers(transport.get_extra_info("socket"))
         from .web import serve_http  # heavy imports only when serving
 
         self.http_port, self._http_task = await serve_http(self)
