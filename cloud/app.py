@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from . import errors
+from . import errors, web
 from .analytics import Analytics
 from .auth.accounts import Accounts
 from .auth.middleware import AuthMiddleware
@@ -30,6 +30,7 @@ from .routes import (
     ingest,
     metrics,
     races,
+    replay,
     upload,
 )
 from .settings import Settings
@@ -55,8 +56,10 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         *ingest.routes,
         *upload.routes,
         *analytics.routes,
+        *replay.routes,
         *control.routes,
         *metrics.routes,
+        *web.routes,
     ]
     account_service = Accounts(settings, stores.users, stores.key)
     middleware: list[Middleware] = [

@@ -394,6 +394,8 @@ class Demo:
         self.say("")
         self.say(f"  spectator page (live, from the relay): {self.run.page_url}")
         self.say(f"  races:                                 {races}")
+        self.say(f"  spectator app (cloud, log in):         {self.run.cloud_url}/watch")
+        self.say(f"  back office (admin, official):         {self.run.cloud_url}/admin")
         self.say(f"  cloud API:                             {self.run.cloud_url}")
         for role in ("admin", "official", "spectator"):
             self.say(f"  {role:<10} {p[role].username} / {p[role].password}")

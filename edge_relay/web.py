@@ -30,6 +30,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+import sync_protocol
+
 from .control import ControlError
 from .metrics import RelayCollector
 
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from .relay import Relay
 
 STATIC = Path(__file__).parent / "static"
+SHARED = Path(sync_protocol.__file__).parent / "web"
+"""The ES modules the cloud's spectator app serves too (frames, course, board, live)."""
 
 
 def create_app(relay: Relay) -> Starlette:
@@ -141,6 +145,7 @@ def create_app(relay: Relay) -> Starlette:
         Route("/healthz/ready", ready),
         Route("/metrics", metrics),
     ]
+    routes.append(Mount("/static/shared", StaticFiles(directory=SHARED), name="shared"))
     if STATIC.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
     return Starlette(routes=routes)

@@ -12,9 +12,9 @@ import {
   raceStatusLabel,
   riderStatusName,
   roadGroups,
-} from "./board.js";
-import { CourseGeometry, fitProjection } from "./course.js";
-import { LiveFeed, WEBSOCKET, WEBTRANSPORT } from "./live.js";
+} from "/static/shared/board.js";
+import { CourseGeometry, fitProjection } from "/static/shared/course.js";
+import { LiveFeed, WEBSOCKET, WEBTRANSPORT, relayTarget } from "/static/shared/live.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -131,7 +131,7 @@ async function openRace(raceId) {
   title.focus({ preventScroll: true });
   app.feed = new LiveFeed({
     raceId,
-    getInfo: async () => {
+    getTarget: async () => {
       const info = await fetchInfo();
       const race = info.races.find((r) => r.id === raceId);
       if (!race) {
@@ -139,7 +139,7 @@ async function openRace(raceId) {
         throw new Error(`this relay does not serve race ${raceId}`);
       }
       showRace(race);
-      return info;
+      return relayTarget(info, raceId);
     },
     onFrame: (frame) => {
       app.frame = frame;

@@ -39,6 +39,7 @@ EXPECTED = {
     ("GET", "/api/races/{race_id:int}/summary"): PEOPLE,
     ("GET", "/api/riders/{rider_id:int}/season"): PEOPLE,
     ("GET", "/api/races/compare"): PEOPLE,
+    ("GET", "/api/races/{race_id:int}/track"): PEOPLE,
     ("POST", "/api/races/{race_id:int}/actions"): STAFF | {"relay"},
     ("GET", "/api/races/{race_id:int}/actions"): PEOPLE | {"relay"},
     ("GET", "/api/races/{race_id:int}/live"): STAFF | {"relay"},

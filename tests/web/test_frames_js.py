@@ -1,6 +1,7 @@
-"""The page's frame decoder (edge_relay/static/frames.js) in Chromium against Python's.
+"""The pages' frame decoder (sync_protocol/web/frames.js) in Chromium against Python's.
 
-The module is imported from the real relay's ``/static/`` into a page of the relay, and
+The module is imported from the real relay's ``/static/shared/`` (the cloud serves the
+same file at the same path) into a page of the relay, and
 fed frames made by ``sync_protocol.frames``: the worked example of docs/live-frames.md,
 hypothesis-generated snapshots and deltas, every truncation and many corruptions of
 them, and a frame for each check the doc lists. What JavaScript decodes must equal what
@@ -55,7 +56,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "live-frames.md"
 Steps = list[tuple[bytes, int | None]]
 
 DECODE_IN_JS = """async (steps) => {
-  const { DecodeError, decodeFrame, peekKind } = await import("/static/frames.js");
+  const { DecodeError, decodeFrame, peekKind } = await import("/static/shared/frames.js");
   const bytes = (hex) => Uint8Array.from(hex.match(/../g) || [], (h) => parseInt(h, 16));
   const decoded = [];
   return steps.map(([hex, baseIndex]) => {
@@ -75,7 +76,7 @@ DECODE_IN_JS = """async (steps) => {
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
-    """A page of a real relay, from which /static/frames.js is imported."""
+    """A page of a real relay, from which /static/shared/frames.js is imported."""
     tmp = tmp_path_factory.mktemp("frames-js")
     cloud = start_cloud(tmp / "cloud")
     relay = None

@@ -1,5 +1,9 @@
-// The live feed of one race: WebTransport to the relay, WebSocket when that is not
+// The live feed of one race: WebTransport to a relay, WebSocket when that is not
 // possible, reconnecting with backoff, and a state the page shows.
+//
+// Both the relay's own page and the cloud's spectator app use it: they differ only in
+// where the relay is (`getTarget`): the relay's page asks its own /api/info, the cloud's
+// app asks GET /api/races/{id}/relays and picks a relay.
 //
 // WebTransport (docs/spectator.md): the relay's first frame, a snapshot, arrives on a
 // bidirectional stream it opens; then one datagram a tick, a snapshot or a delta against
@@ -51,6 +55,24 @@ async function readAll(readable) {
   return out;
 }
 
+/**
+ * Where to watch a race, the way `LiveFeed` wants it: `{webtransportUrl (or null),
+ * websocketUrl, certSha256, selfSigned, name}`. This one is for a page the relay serves
+ * itself: the relay's /api/info, on the page's own host.
+ */
+export function relayTarget(info, raceId, location = globalThis.location) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return {
+    webtransportUrl: info.quic_port
+      ? `https://${location.hostname}:${info.quic_port}/live/${raceId}`
+      : null,
+    websocketUrl: `${scheme}://${location.host}/live/${raceId}`,
+    certSha256: info.cert_sha256 || "",
+    selfSigned: Boolean(info.self_signed),
+    name: info.name || "",
+  };
+}
+
 /** Whether this browser can open WebTransport here (it needs a secure context). */
 export function webTransportAvailable() {
   return typeof globalThis.WebTransport === "function";
@@ -59,24 +81,25 @@ export function webTransportAvailable() {
 /**
  * A race's frames, from whichever transport works.
  *
- * `getInfo()` returns the relay's /api/info (fetched again before each connection: the
- * certificate hash changes when the relay rotates its certificate). `onFrame(frame)`
- * gets each decoded frame in tick order; `onState(state)` gets
- * `{phase: "connecting"|"live"|"reconnecting"|"stopped", transport, attempt, retryAt,
- * detail}`.
+ * `getTarget({failures})` says where to connect (see `relayTarget`); it is called again
+ * before each connection (a relay's certificate hash changes when it rotates its
+ * certificate; `failures` counts the connections in a row that delivered nothing, so a
+ * caller with several relays can try another). `onFrame(frame)` gets each decoded frame
+ * in tick order; `onState(state)` gets `{phase: "connecting"|"live"|"reconnecting"|
+ * "stopped", transport, attempt, retryAt, detail, target}`.
  */
 export class LiveFeed {
-  constructor({ raceId, getInfo, onFrame, onState, location = globalThis.location }) {
+  constructor({ raceId, getTarget, onFrame, onState }) {
     this.raceId = raceId;
-    this.getInfo = getInfo;
+    this.getTarget = getTarget;
     this.onFrame = onFrame;
     this.onState = onState;
-    this.location = location;
     this.stopped = false;
     this.attempt = 0;
-    this.webTransportFailedAt = -Infinity;
-    this.webTransportError = "";
+    this.failures = 0;
+    this.webTransportFailed = { url: null, at: -Infinity, error: "" };
     this.connection = null;
+    this.target = null;
     this.retryTimer = null;
     this.wake = null;
     this.stats = { frames: 0, stale: 0, resyncs: 0, errors: 0 };
@@ -100,7 +123,8 @@ export class LiveFeed {
   }
 
   setState(state) {
-    this.state = { attempt: this.attempt, retryAt: null, detail: "", ...state };
+    const target = this.target;
+    this.state = { attempt: this.attempt, retryAt: null, detail: "", target, ...state };
     this.onState(this.state);
   }
 
@@ -110,14 +134,15 @@ export class LiveFeed {
       let detail = "";
       try {
         this.setState({ phase: "connecting", transport: null });
-        const info = await this.getInfo();
+        this.target = await this.getTarget({ failures: this.failures });
         if (this.stopped) return;
-        delivered = await this.connectOnce(info);
+        delivered = await this.connectOnce(this.target);
       } catch (error) {
         detail = error && error.message ? error.message : String(error);
       }
       if (this.stopped) return;
       this.attempt = delivered ? 1 : this.attempt + 1;
+      this.failures = delivered ? 0 : this.failures + 1;
       const base = BACKOFF_MS[Math.min(this.attempt - 1, BACKOFF_MS.length - 1)];
       const delay = Math.round(base * (0.8 + 0.4 * Math.random()));
       this.setState({
@@ -135,29 +160,33 @@ export class LiveFeed {
   }
 
   /** One connection, WebTransport first when possible; true if it delivered frames. */
-  async connectOnce(info) {
+  async connectOnce(target) {
     let why = "";
-    const recent = performance.now() - this.webTransportFailedAt < WEBTRANSPORT_RETRY_MS;
+    const failed = this.webTransportFailed;
+    const recent =
+      failed.url === target.webtransportUrl &&
+      performance.now() - failed.at < WEBTRANSPORT_RETRY_MS;
     if (!webTransportAvailable()) {
       why = "this browser has no WebTransport here (it needs a secure context)";
-    } else if (!info.quic_port) {
+    } else if (!target.webtransportUrl) {
       why = "the relay offers no WebTransport";
     } else if (recent) {
-      why = this.webTransportError;
+      why = failed.error;
     } else {
-      const session = new WebTransportSession(this, info);
+      const session = new WebTransportSession(this, target);
       try {
         await this.watch(session);
         return true;
       } catch (error) {
         if (this.stopped) return false;
-        this.webTransportFailedAt = performance.now();
-        this.webTransportError = `WebTransport failed: ${error.message || error}`;
-        why = this.webTransportError;
+        why = `WebTransport failed: ${error.message || error}`;
+        const at = performance.now();
+        this.webTransportFailed = { url: target.webtransportUrl, at, error: why };
         // fall through to the WebSocket
       }
     }
-    await this.watch(new SocketSession(this), why);
+    if (!target.websocketUrl) throw new Error(why || "the relay offers no WebSocket");
+    await this.watch(new SocketSession(this, target), why);
     return true;
   }
 
@@ -233,22 +262,20 @@ class Session {
 }
 
 class WebTransportSession extends Session {
-  constructor(feed, info) {
+  constructor(feed, target) {
     super(feed, WEBTRANSPORT);
-    this.info = info;
+    this.target = target;
     this.lastResync = -Infinity;
   }
 
   async open() {
-    const loc = this.feed.location;
-    const url = `https://${loc.hostname}:${this.info.quic_port}/live/${this.feed.raceId}`;
     const options = {};
-    if (this.info.self_signed && this.info.cert_sha256) {
+    if (this.target.selfSigned && this.target.certSha256) {
       options.serverCertificateHashes = [
-        { algorithm: "sha-256", value: hexBytes(this.info.cert_sha256) },
+        { algorithm: "sha-256", value: hexBytes(this.target.certSha256) },
       ];
     }
-    this.wt = new WebTransport(url, options);
+    this.wt = new WebTransport(this.target.webtransportUrl, options);
     this.wt.ready.catch(() => {}); // handled below; a late rejection is not an error
     this.wt.closed.then(
       () => this.end(),
@@ -317,14 +344,13 @@ class WebTransportSession extends Session {
 }
 
 class SocketSession extends Session {
-  constructor(feed) {
+  constructor(feed, target) {
     super(feed, WEBSOCKET);
+    this.target = target;
   }
 
   open() {
-    const loc = this.feed.location;
-    const scheme = loc.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${scheme}://${loc.host}/live/${this.feed.raceId}`);
+    const ws = new WebSocket(this.target.websocketUrl);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.addEventListener("message", (event) => {

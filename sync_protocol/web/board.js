@@ -89,10 +89,11 @@ export function leaderboard(frame, finishM, sinceFrameS) {
 
 /**
  * Groups on the road, front first: `{index, role, riders, gapDs}`. Membership and gaps
- * come from the frame; the role (breakaway, peloton, ...) from the relay's standings
- * when a group there holds this group's front rider.
+ * come from the frame. The role (breakaway, peloton, ...) comes from the relay's
+ * standings when given (an array: a group there holding this group's front rider), else
+ * it is worked out here the way the relay does (`inferRoles`).
  */
-export function roadGroups(frame, standingsGroups = []) {
+export function roadGroups(frame, standingsGroups = null) {
   const road = frame.riders
     .filter((r) => ON_ROAD.has(r.status))
     .sort((a, b) => b.progress_m - a.progress_m || a.bib - b.bib);
@@ -111,9 +112,38 @@ export function roadGroups(frame, standingsGroups = []) {
     if (head.gap_ds !== null && frontGap !== null) {
       group.gapDs = Math.max(0, head.gap_ds - frontGap);
     }
-    const known = standingsGroups.find((g) => (g.bibs || []).includes(head.bib));
-    group.role = known ? GROUP_ROLE_LABEL[known.role] || known.role : null;
+    if (standingsGroups) {
+      const known = standingsGroups.find((g) => (g.bibs || []).includes(head.bib));
+      group.role = known ? GROUP_ROLE_LABEL[known.role] || known.role : null;
+    }
   }
+  if (!standingsGroups) inferRoles(groups);
+  return groups;
+}
+
+export const PELOTON_MIN_RIDERS = 3; // sync_protocol/race/settings.py peloton_min_riders
+
+/**
+ * Name groups (front first) as sync_protocol/race/groups.py does: the largest group of
+ * at least PELOTON_MIN_RIDERS is the peloton (the front-most of equals); the front group
+ * is the breakaway ahead of it, else the head of race; groups between them chase; behind
+ * the peloton come further groups and lone stragglers.
+ */
+export function inferRoles(groups) {
+  let biggest = -1;
+  groups.forEach((group, i) => {
+    if (biggest < 0 || group.riders.length > groups[biggest].riders.length) biggest = i;
+  });
+  const peloton =
+    biggest >= 0 && groups[biggest].riders.length >= PELOTON_MIN_RIDERS ? biggest : null;
+  groups.forEach((group, i) => {
+    let role = "group";
+    if (i === peloton) role = "peloton";
+    else if (i === 0) role = peloton === null ? "head of race" : "breakaway";
+    else if (peloton !== null && i < peloton) role = "chase";
+    else if (group.riders.length < 2) role = "straggler";
+    group.role = GROUP_ROLE_LABEL[role];
+  });
   return groups;
 }
 
