@@ -82,8 +82,8 @@ class ConsoleApp(App[None]):
 
     @on(RaceScreen.SessionEnded)
     def _session_ended(self, event: RaceScreen.SessionEnded) -> None:
-        if isinstance(self.screen, LoginScreen):
-            return
+        if self.session is None or isinstance(self.screen, LoginScreen):
+            return  # already handled (several workers may report the same end)
         self.session = None
         while len(self.screen_stack) > 1:
             self.pop_screen()

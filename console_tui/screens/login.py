@@ -47,7 +47,9 @@ class LoginScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#password" if self.username else "#username", Input).focus()
+        field = self.query("#password" if self.username else "#username")
+        if field:  # absent when the screen is already being replaced
+            field.first(Input).focus()
 
     @on(Input.Submitted, "#username")
     def _to_password(self) -> None:
