@@ -29,6 +29,7 @@ from tests.console_tui.test_console_screens import (
     new_race,
     open_race,
     rider_action,
+    shows,
     snapshot,
     until,
     username,
@@ -81,7 +82,7 @@ def test_offline_queue_reaches_the_cloud_exactly_once(
             cloud[0].stop(signal.SIGKILL)  # the uplink is gone, as abruptly as it goes
             await rider_action(pilot, "f", "crashed in the descent")
             await pilot.press("N")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirmation")
+            await until(pilot, lambda: shows(app, ConfirmScreen), "confirmation")
             await pilot.press("y")
             queue = screen.query_one(QueueStatus)
             await until(pilot, lambda: len(queue.entries) == 2, "two commands queued")
@@ -137,7 +138,7 @@ def test_the_relay_takes_commands_while_the_cloud_is_away(
             await rider_action(pilot, "p", "feeding outside the zone", seconds="30")
             await until(pilot, lambda: board_rows(screen)[0][10] == "+30 s", "the penalty")
             await pilot.press("N")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirmation")
+            await until(pilot, lambda: shows(app, ConfirmScreen), "confirmation")
             await pilot.press("y")
             # the relay applied both to its own board at once
             await until(

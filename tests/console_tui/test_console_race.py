@@ -41,6 +41,7 @@ from tests.console_tui.test_console_screens import (
     new_race,
     open_race,
     rider_action,
+    shows,
     snapshot,
     type_text,
     until,
@@ -207,7 +208,7 @@ def test_help_screen_lists_the_keys(event: Event, tmp_path: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             screen = await open_race(pilot, event.official, event.race_a)
             await pilot.press("question_mark")
-            await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+            await until(pilot, lambda: shows(app, HelpScreen), "the help screen")
             snapshot(app, "help")
             await pilot.press("escape")
             await until(pilot, lambda: app.screen is screen, "help closed")
@@ -235,12 +236,12 @@ def test_each_rider_action_is_confirmed_logged_and_recorded_in_the_cloud(
             assert board.selected_rider == riders[0]
             # a time penalty with its reason; the confirmation is the snapshot
             await pilot.press("p")
-            await until(pilot, lambda: isinstance(app.screen, RiderActionScreen), "the form")
+            await until(pilot, lambda: shows(app, RiderActionScreen), "the form")
             await type_text(pilot, "20")
             await pilot.press("enter")
             await type_text(pilot, "drafting behind the car")
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirmation")
+            await until(pilot, lambda: shows(app, ConfirmScreen), "confirmation")
             snapshot(app, "confirm")
             await pilot.press("y")
             await rider_action(pilot, "f", "crashed out", confirm=False)  # cancelled
@@ -301,7 +302,7 @@ def test_race_commands_from_start_to_publish(event: Event, tmp_path: Path) -> No
                      ("P", "published")]  # fmt: skip
             for key, state in steps:
                 await pilot.press(key)
-                await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirmation")
+                await until(pilot, lambda: shows(app, ConfirmScreen), "confirmation")
                 await pilot.press("y")
                 await until(pilot, lambda s=state: cloud_state() == s, f"the cloud: {state}")
                 await until(
@@ -391,7 +392,7 @@ def test_a_revoked_login_takes_the_official_back_to_the_login_screen(
             response = event.admin.patch(f"/api/users/{user_id}", json={"disabled": True})
             assert response.status_code == 200, response.text
             now[0] += 3_600  # the access token lapses; the refresh is refused
-            await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+            await until(pilot, lambda: shows(app, LoginScreen), "the login screen")
             note = str(app.screen.query_one("#login-error").render())
             assert "log in again" in note
 

@@ -13,11 +13,14 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import httpx
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import Input
 
 from console_tui.app import ConsoleApp
@@ -87,6 +90,15 @@ async def until(pilot: Pilot[None], check: Callable[[], object], what: str) -> N
     raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen}")
 
 
+def shows(app: App[Any], screen: type[Screen[Any]]) -> bool:
+    """The app's current screen is ``screen`` and its widgets are composed and mounted.
+
+    A pushed screen is current before its ``compose`` has run; querying it then finds
+    nothing, so tests wait for this rather than for the type alone.
+    """
+    return isinstance(app.screen, screen) and app.screen.is_mounted
+
+
 async def type_text(pilot: Pilot[None], text: str) -> None:
     """Type into the focused input (set at once: key by key adds nothing but time)."""
     field = pilot.app.focused
@@ -96,7 +108,7 @@ async def type_text(pilot: Pilot[None], text: str) -> None:
 
 
 async def log_in(pilot: Pilot[None], name: str, password: str = PASSWORD) -> None:
-    await until(pilot, lambda: isinstance(pilot.app.screen, LoginScreen), "the login screen")
+    await until(pilot, lambda: shows(pilot.app, LoginScreen), "the login screen")
     await pilot.click("#username")
     await type_text(pilot, name)
     await pilot.press("enter")
@@ -106,7 +118,7 @@ async def log_in(pilot: Pilot[None], name: str, password: str = PASSWORD) -> Non
 
 async def open_race(pilot: Pilot[None], name: str, race_id: int) -> RaceScreen:
     await log_in(pilot, name)
-    await until(pilot, lambda: isinstance(pilot.app.screen, RacesScreen), "the race list")
+    await until(pilot, lambda: shows(pilot.app, RacesScreen), "the race list")
     races = pilot.app.screen
     assert isinstance(races, RacesScreen)
     await until(pilot, lambda: str(race_id) in races.races, f"race {race_id} in the list")
@@ -116,7 +128,7 @@ async def open_race(pilot: Pilot[None], name: str, race_id: int) -> RaceScreen:
             break
         await pilot.press("down")
     await pilot.press("enter")
-    await until(pilot, lambda: isinstance(pilot.app.screen, RaceScreen), "the race screen")
+    await until(pilot, lambda: shows(pilot.app, RaceScreen), "the race screen")
     screen = pilot.app.screen
     assert isinstance(screen, RaceScreen)
     return screen
@@ -132,15 +144,15 @@ async def rider_action(
 ) -> None:
     """Press the action's key on the selected rider, fill the form, answer the confirmation."""
     await pilot.press(key)
-    await until(pilot, lambda: isinstance(pilot.app.screen, RiderActionScreen), "the form")
+    await until(pilot, lambda: shows(pilot.app, RiderActionScreen), "the form")
     if seconds:
         await type_text(pilot, seconds)
         await pilot.press("enter")
     await type_text(pilot, reason)
     await pilot.press("enter")
-    await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the confirmation")
+    await until(pilot, lambda: shows(pilot.app, ConfirmScreen), "the confirmation")
     await pilot.press("y" if confirm else "n")
-    await until(pilot, lambda: isinstance(pilot.app.screen, RaceScreen), "the race again")
+    await until(pilot, lambda: shows(pilot.app, RaceScreen), "the race again")
 
 
 def log_outcomes(screen: RaceScreen) -> dict[str, str]:
