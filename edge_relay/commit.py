@@ -1,11 +1,13 @@
 """Group commit: one writer thread, one transaction (and one fsync) for many requests.
 
 Requests from the event loop queue *jobs* (functions of :class:`~edge_relay.store.Writes`).
-The writer takes every job waiting, runs each inside its own savepoint (a failing job
-rolls back only itself), commits once with ``synchronous=FULL``, and only then completes
-the jobs' futures: whatever a job returns (an ack) reaches its caller after the data is
-on disk. Under load groups grow by themselves (jobs queue while a commit is in flight);
-when idle a job commits alone, with no added delay.
+The writer takes every job waiting and runs each in turn — a failing job undoes only its
+own writes (:class:`~edge_relay.store.Writes` buffers them per job, and gives a savepoint
+to a job that runs a statement of its own) — writes the group's buffered rows with one
+statement per kind, commits once with ``synchronous=FULL``, and only then completes the
+jobs' futures: whatever a job returns (an ack) reaches its caller after the data is on
+disk. Under load groups grow by themselves (jobs queue while a commit is in flight); when
+idle a job commits alone, with no added delay.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .store import Reads, Writes, connect
+from .store import GroupWriteFailed, Reads, Writes, connect
 
 log = logging.getLogger("gruppetto.relay.commit")
 
@@ -70,7 +72,7 @@ class GroupCommitter:
     def __init__(self, path: Path) -> None:
         self._conn = connect(path, writer=True)
         self.writes = Writes(self._conn)
-        self.reads = Reads(self._conn)
+        self.reads = Reads(self._conn, before=self.writes.flush)
         """Reads on the writer's connection: only for use inside jobs."""
         self.stats = CommitStats()
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
@@ -133,6 +135,7 @@ class GroupCommitter:
             self._conn.execute("BEGIN IMMEDIATE")
             for job in group:
                 outcomes.append(self._one(job))
+            self.writes.flush()
             started = time.perf_counter()
             self._conn.execute("COMMIT")
             self.stats.seconds += time.perf_counter() - started
@@ -140,7 +143,7 @@ class GroupCommitter:
             log.error("commit failed", extra={"detail": str(exc), "jobs": len(group)})
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            self.writes.cloud_seq.clear()  # it may hold values of the rolled-back group
+            self.writes.discard()
             self.stats.failures += 1
             failed = CommitFailed(f"the relay could not store: {exc}")
             for job in group:
@@ -155,17 +158,17 @@ class GroupCommitter:
         _settle(group, outcomes)
 
     def _one(self, job: _Job[Any]) -> tuple[bool, Any]:
-        self._conn.execute("SAVEPOINT job")
+        self.writes.begin_job()
         try:
             value = job.fn(self.writes)
-        except Exception as exc:  # the job's own failure: roll back only this job
-            self._conn.execute("ROLLBACK TO job")
-            self._conn.execute("RELEASE job")
-            self.writes.cloud_seq.clear()
+        except GroupWriteFailed:
+            raise  # not this job's fault: the whole group fails
+        except Exception as exc:  # the job's own failure: undo only this job
+            self.writes.end_job(ok=False)
             if job.on_abort is not None:
                 job.on_abort()
             return False, exc
-        self._conn.execute("RELEASE job")
+        self.writes.end_job(ok=True)
         return True, value
 
 

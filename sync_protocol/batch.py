@@ -213,18 +213,34 @@ def _encode_columns(fixes: Sequence[Fix]) -> bytes:
 
 def _decode_columns(body: bytes, first_seq: int, count: int) -> tuple[Fix, ...]:
     r = Reader(body, "batch body")
-    t = _undod(r.svarints(count, "time"))
-    lat = _undod(r.svarints(count, "latitude"))
-    lon = _undod(r.svarints(count, "longitude"))
-    ele = _undelta(r.svarints(count, "elevation"))
-    speed = _undelta(r.svarints(count, "speed"))
-    heading = [h % 3600 for h in _undelta(r.svarints(count, "heading"))]
-    hacc = _undelta(r.svarints(count, "accuracy"))
-    r.expect_end()
+    try:
+        values = r.svarints(count * _COLUMNS, "fix columns")
+        r.expect_end()
+    except DecodeError:
+        _explain_columns(body, count)  # names the column at fault
+        raise
+    if count == 1:  # a live fix: deltas of a single value are the value itself
+        t1, lat1, lon1, ele1, speed1, heading1, hacc1 = values
+        return (Fix(first_seq, t1, lat1, lon1, ele1, speed1, heading1 % 3600, hacc1),)
+    t = _undod(values[:count])
+    lat = _undod(values[count : 2 * count])
+    lon = _undod(values[2 * count : 3 * count])
+    ele = _undelta(values[3 * count : 4 * count])
+    speed = _undelta(values[4 * count : 5 * count])
+    heading = [h % 3600 for h in _undelta(values[5 * count : 6 * count])]
+    hacc = _undelta(values[6 * count :])
     return tuple(
         Fix(first_seq + i, t[i], lat[i], lon[i], ele[i], speed[i], heading[i], hacc[i])
         for i in range(count)
     )
+
+
+def _explain_columns(body: bytes, count: int) -> None:
+    """Re-read a body that failed to decode column by column, raising the precise error."""
+    r = Reader(body, "batch body")
+    for name in ("time", "latitude", "longitude", "elevation", "speed", "heading", "accuracy"):
+        r.svarints(count, name)
+    r.expect_end()
 
 
 def _delta(values: list[int]) -> list[int]:

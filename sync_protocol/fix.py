@@ -52,6 +52,30 @@ class Fix:
     """Horizontal accuracy (1-sigma radius) in decimetres."""
 
     def __post_init__(self) -> None:
+        # One combined test on the hot path (every decoded fix comes through here); the
+        # field-by-field explanation runs only when it fails.
+        if not (
+            type(self.seq) is int
+            and type(self.t_ms) is int
+            and type(self.lat_e7) is int
+            and type(self.lon_e7) is int
+            and type(self.ele_dm) is int
+            and type(self.speed_cms) is int
+            and type(self.heading_dd) is int
+            and type(self.hacc_dm) is int
+            and 1 <= self.seq <= MAX_SEQ
+            and MIN_T_MS <= self.t_ms <= MAX_T_MS
+            and -900_000_000 <= self.lat_e7 <= 900_000_000
+            and -1_800_000_000 <= self.lon_e7 <= 1_800_000_000
+            and MIN_ELE_DM <= self.ele_dm <= MAX_ELE_DM
+            and 0 <= self.speed_cms <= MAX_SPEED_CMS
+            and 0 <= self.heading_dd < 3600
+            and 0 <= self.hacc_dm <= MAX_HACC_DM
+        ):
+            self._explain()
+
+    def _explain(self) -> None:
+        """Raise InvalidFixError naming the first field out of range."""
         for name in _INT_FIELDS:
             if type(getattr(self, name)) is not int:
                 raise InvalidFixError(f"fix field {name} must be an integer")

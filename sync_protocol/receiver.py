@@ -141,6 +141,14 @@ class Receiver:
     def ack(self) -> Ack:
         """The acknowledgement to send after the caller's commit."""
         st = self.state
+        segs, prov = st.segments, st.provisional
+        if len(segs) == 1 and segs[0].first_seq == 1:
+            # The usual state: one verified prefix, perhaps a provisional run right after.
+            head = segs[0].last_seq
+            if prov is None or prov.first_seq == head + 1:
+                top = head if prov is None else prov.last_seq
+                missing = ((top + 1, st.highest_seen),) if st.highest_seen > top else ()
+                return Ack(st.device_id, head, (), missing, prov.last_seq if prov else 0)
         verified = RangeSet((s.first_seq, s.last_seq) for s in st.segments)
         prov = st.provisional
         known = RangeSet(verified)
@@ -164,6 +172,10 @@ class Receiver:
                 "(a splice of another rider's fixes)",
                 reason="wrong-device",
             )
+        if not batch.signed and self.session_key is not None:
+            live = self._extend_live_head(batch)
+            if live is not None:
+                return live
         known = RangeSet((s.first_seq, s.last_seq) for s in st.segments)
         if st.provisional and not batch.signed:
             known.add(st.provisional.first_seq, st.provisional.last_seq)
@@ -187,6 +199,30 @@ class Receiver:
             )
             return [ProvisionalDiscarded(prov.first_seq, prov.last_seq), gap]
         return events
+
+    def _extend_live_head(self, batch: Batch) -> list[Event] | None:
+        """The live path: a MAC'd batch continuing the live head (the provisional run, or
+        the newest verified segment when there is none). Same checks and outcome as the
+        general path below, without its bookkeeping; None when the batch is anything else.
+        """
+        st = self.state
+        prov = st.provisional
+        tail = prov if prov is not None else (st.segments[-1] if st.segments else None)
+        if tail is None or tail.last_seq != batch.first_seq - 1:
+            return None
+        if batch.prev_hash is not None and batch.prev_hash != tail.last_hash:
+            return None
+        assert self.session_key is not None  # checked by the caller
+        fixes = batch.fixes
+        hashes = extend_all(tail.last_hash, fixes)
+        verify_mac(self.session_key, st.device_id, batch.last_seq, hashes[-1], batch.auth)
+        check_follows(tail.last_fix, fixes[0])
+        for prev, fix in itertools.pairwise(fixes):
+            check_follows(prev, fix)
+        new = Segment(fixes[0].seq, tail.last_hash, batch.last_seq, hashes[-1], fixes[0], fixes[-1])
+        st.provisional = new if prov is None else _extended(prov, new)
+        st.highest_seen = max(st.highest_seen, batch.last_seq)
+        return [FixesAccepted(fixes, False)]
 
     def _place(
         self, batch: Batch, *, use_provisional: bool
@@ -345,4 +381,6 @@ class Receiver:
 
 def _extended(seg: Segment, new: Segment) -> Segment:
     """``seg`` continued by ``new``, which starts right after it."""
-    return replace(seg, last_seq=new.last_seq, last_hash=new.last_hash, last_fix=new.last_fix)
+    return Segment(
+        seg.first_seq, seg.prev_hash, new.last_seq, new.last_hash, seg.first_fix, new.last_fix
+    )

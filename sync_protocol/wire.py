@@ -106,14 +106,46 @@ class Reader:
         raise DecodeError(f"{self.what}: {field} varint is longer than 10 bytes at offset {pos}")
 
     def svarints(self, count: int, field: str) -> list[int]:
-        """Read ``count`` zigzag varints (each bounded to 64 bits)."""
-        if count > self.remaining:  # every varint takes at least one byte
+        """Read ``count`` zigzag varints (each bounded to 64 bits).
+
+        One tight loop rather than a :meth:`uvarint` call per value: every fix of every
+        upload is decoded here.
+        """
+        data, pos = self._data, self._pos
+        end = len(data)
+        if count > end - pos:  # every varint takes at least one byte
             raise DecodeError(
                 f"{self.what} is truncated: {field} declares {count} values, "
-                f"only {self.remaining} bytes left",
+                f"only {end - pos} bytes left",
                 reason="truncated",
             )
-        return [unzigzag(self.uvarint(field=field)) for _ in range(count)]
+        out: list[int] = []
+        append = out.append
+        for _ in range(count):
+            start, value, shift = pos, 0, 0
+            while True:
+                if pos >= end:
+                    raise DecodeError(
+                        f"{self.what} is truncated inside {field} at offset {start}",
+                        reason="truncated",
+                    )
+                byte = data[pos]
+                pos += 1
+                value |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+                if shift >= 7 * MAX_VARINT_BYTES:
+                    raise DecodeError(
+                        f"{self.what}: {field} varint is longer than 10 bytes at offset {start}"
+                    )
+            if value >= 1 << 64:
+                raise LimitExceeded(
+                    f"{self.what}: {field} is {value}, above the limit of {(1 << 64) - 1}"
+                )
+            append((value >> 1) ^ -(value & 1))
+        self._pos = pos
+        return out
 
     def expect_end(self) -> None:
         """Fail when bytes are left over (trailing junk is tampering or a framing bug)."""
