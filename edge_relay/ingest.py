@@ -6,6 +6,11 @@ writer (:class:`~edge_relay.commit.GroupCommitter`), so every decision (the prot
 the order the data is committed. The reply — acks computed from the receiver state the
 job persisted — is released to the tracker only after the group's commit is on disk.
 
+The receiver state is stored with every signed batch, not with every MAC'd live fix: the
+provisional run (fixes checked by session MAC only, not yet acked as durable) is soft
+state. A restart forgets it along with the session keys; the tracker says hello again and
+its next signed head, or the gap it is told about, brings those fixes back.
+
 A device is admitted by its session hello (certificate checked against the cloud's key,
 no round trip). After a relay restart a device whose certificate is stored is re-admitted
 on its first signed batch; a MAC'd batch then gets ``no-session`` and the tracker says
@@ -169,7 +174,10 @@ class RelayIngest:
                     outcome = "duplicate"
                 elif isinstance(event, GapDetected):
                     outcome = "gap"
-            w.put_receiver(device, receiver.state.to_bytes())
+            if batch.signed:
+                # Only signed batches change what is durably verified; a MAC'd one only
+                # grows the provisional run, which is soft state (see the module notes).
+                w.put_receiver(device, receiver.state.to_bytes())
             self.counters[outcome] += 1
             results.append(UploadResult(receiver.ack(), w.cloud_acked_seq(device)))
             del batch

@@ -87,6 +87,41 @@ def test_kill_9_during_group_commits_loses_no_acked_fix(cloud: CloudServer, tmp_
         again.stop()
 
 
+def test_live_fixes_after_a_kill_9_come_back_through_the_next_signed_head(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    """MAC'd live fixes are provisional (acked as such, not as durable): a relay killed
+    right after them may forget them, and the tracker's next signed batch brings them back
+    verified, with no stale provisional row left behind."""
+    admin, race_id, credential = setup_relay_race(cloud, tmp_path)
+    rider = RelayRider(cloud, admin, race_id, count=20)
+    start_race(admin, race_id)
+    relay = start_relay(tmp_path / "relay", cloud, credential)
+    wait_for(lambda: configured(relay, race_id), what="relay configuration")
+    live = [rider.batch(1, 1)] + [rider.batch(s, s, mac=True) for s in range(2, 6)]
+    results = asyncio.run(upload(relay.quic_port, rider, *live))
+    assert results[-1].ack is not None
+    assert (results[-1].ack.acked_seq, results[-1].ack.provisional_seq) == (1, 5)
+    relay.process.send_signal(signal.SIGKILL)
+    relay.process.wait()
+
+    again = relay.restart()
+    try:
+        # A new session: the next live fix does not follow what the relay holds durably.
+        (result,) = asyncio.run(upload(again.quic_port, rider, rider.batch(6, 6, mac=True)))
+        assert result.ack is not None
+        assert result.ack.acked_seq == 1
+        assert result.ack.missing
+        assert result.ack.missing[0][0] == 2
+        # The tracker answers the gap with a signed batch: all verified, nothing stale.
+        (result,) = asyncio.run(upload(again.quic_port, rider, rider.batch(2, 6)))
+        assert result.ack is not None
+        assert (result.ack.acked_seq, result.ack.provisional_seq) == (6, 0)
+        assert relay_fixes(again, rider.device) == [(seq, 1) for seq in range(1, 7)]
+    finally:
+        again.stop()
+
+
 def test_forwarding_survives_a_cloud_outage_and_stores_each_fix_once(tmp_path: Path) -> None:
     cloud = start_cloud(tmp_path / "cloud")
     admin, race_id, credential = setup_relay_race(cloud, tmp_path)
