@@ -159,6 +159,13 @@ def decode_batch(data: bytes | bytearray | memoryview) -> Batch:
     """
     if len(data) > MAX_BATCH_BYTES:
         raise LimitExceeded(f"batch is {len(data)} bytes, above the limit of {MAX_BATCH_BYTES}")
+    data = bytes(data)
+    fast = _decode_plain(data)
+    return fast if fast is not None else _decode_full(data)
+
+
+def _decode_full(data: bytes) -> Batch:
+    """Parse field by field, each error saying what is wrong where."""
     r = Reader(data, "batch")
     if r.bytes(2) != MAGIC:
         raise DecodeError("not a Gruppetto batch (bad magic)", reason="bad-magic")
@@ -185,6 +192,43 @@ def decode_batch(data: bytes | bytearray | memoryview) -> Batch:
     r.expect_end()
     fixes = _decode_columns(body, first_seq, count)
     return Batch(device, fixes, auth, prev_hash)
+
+
+def _decode_plain(data: bytes) -> Batch | None:
+    """The common case — a well-formed batch with an uncompressed body — parsed without a
+    :class:`Reader`; None for anything else, which the full parser then explains."""
+    if len(data) < 24 or data[:2] != MAGIC or data[2] != VERSION:
+        return None
+    flags = data[3]
+    if flags & ~_KNOWN_FLAGS or flags & _FLAG_DEFLATE:
+        return None
+    first_seq, pos = _small_uvarint(data, 4 + DEVICE_ID_LEN)
+    count, pos = _small_uvarint(data, pos)
+    if not 0 < count <= MAX_BATCH_FIXES or not 0 < first_seq < 1 << 63:
+        return None
+    prev_hash = None
+    if flags & _FLAG_PREV:
+        prev_hash, pos = data[pos : pos + HASH_LEN], pos + HASH_LEN
+    body_len, pos = _small_uvarint(data, pos)
+    auth_len = MAC_LEN if flags & _FLAG_MAC else SIGNATURE_LEN
+    if body_len > count * _COLUMNS * 10 or pos + body_len + auth_len != len(data):
+        return None
+    fixes = _decode_columns(data[pos : pos + body_len], first_seq, count)
+    return Batch(data[4 : 4 + DEVICE_ID_LEN], fixes, data[pos + body_len :], prev_hash)
+
+
+def _small_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    """A varint of at most 9 bytes at ``pos`` and the position after it; (-1, pos) when
+    it runs off the end or is longer (the full parser then says why)."""
+    value, shift, end = 0, 0, min(len(data), pos + 9)
+    while pos < end:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    return -1, pos
 
 
 def _inflate(body: bytes, limit: int) -> bytes:

@@ -172,10 +172,12 @@ class Receiver:
                 "(a splice of another rider's fixes)",
                 reason="wrong-device",
             )
-        if not batch.signed and self.session_key is not None:
-            live = self._extend_live_head(batch)
-            if live is not None:
-                return live
+        try:
+            fast = self._fast(batch)
+        except ProtocolError:
+            fast = None  # the general path decides, and says why
+        if fast is not None:
+            return fast
         known = RangeSet((s.first_seq, s.last_seq) for s in st.segments)
         if st.provisional and not batch.signed:
             known.add(st.provisional.first_seq, st.provisional.last_seq)
@@ -200,29 +202,72 @@ class Receiver:
             return [ProvisionalDiscarded(prov.first_seq, prov.last_seq), gap]
         return events
 
-    def _extend_live_head(self, batch: Batch) -> list[Event] | None:
-        """The live path: a MAC'd batch continuing the live head (the provisional run, or
-        the newest verified segment when there is none). Same checks and outcome as the
-        general path below, without its bookkeeping; None when the batch is anything else.
+    def _fast(self, batch: Batch) -> list[Event] | None:
+        """The live path, without the general path's bookkeeping: a MAC'd batch continuing
+        the live head (the provisional run, or the newest verified segment when there is
+        none), or the signed batch that seals a provisional run right after the newest
+        verified segment. Returns what the general path would, changing the state the same
+        way; None (or a ProtocolError, with nothing changed) leaves the batch to it.
         """
         st = self.state
         prov = st.provisional
-        tail = prov if prov is not None else (st.segments[-1] if st.segments else None)
+        tail: Segment | None
+        if batch.signed:
+            if prov is None or not st.segments:
+                return None
+            head = st.segments[-1]
+            if head.last_seq + 1 != prov.first_seq or head.last_hash != prov.prev_hash:
+                return None
+            tail = prov
+        elif self.session_key is None:
+            return None
+        else:
+            tail = st.segments[-1] if st.segments else None
+            if prov is not None:  # (and no live-ahead segment beyond it)
+                tail = None if tail is not None and tail.last_seq > prov.last_seq else prov
         if tail is None or tail.last_seq != batch.first_seq - 1:
             return None
         if batch.prev_hash is not None and batch.prev_hash != tail.last_hash:
             return None
-        assert self.session_key is not None  # checked by the caller
         fixes = batch.fixes
         hashes = extend_all(tail.last_hash, fixes)
-        verify_mac(self.session_key, st.device_id, batch.last_seq, hashes[-1], batch.auth)
+        if batch.signed:
+            verify_head(self._public_key, st.device_id, batch.last_seq, hashes[-1], batch.auth)
+        else:
+            assert self.session_key is not None  # checked above
+            verify_mac(self.session_key, st.device_id, batch.last_seq, hashes[-1], batch.auth)
         check_follows(tail.last_fix, fixes[0])
         for prev, fix in itertools.pairwise(fixes):
             check_follows(prev, fix)
-        new = Segment(fixes[0].seq, tail.last_hash, batch.last_seq, hashes[-1], fixes[0], fixes[-1])
-        st.provisional = new if prov is None else _extended(prov, new)
         st.highest_seen = max(st.highest_seen, batch.last_seq)
-        return [FixesAccepted(fixes, False)]
+        if not batch.signed:
+            first, prev_hash, first_fix = (
+                (prov.first_seq, prov.prev_hash, prov.first_fix)
+                if prov is not None
+                else (fixes[0].seq, tail.last_hash, fixes[0])
+            )
+            st.provisional = Segment(
+                first, prev_hash, batch.last_seq, hashes[-1], first_fix, fixes[-1]
+            )
+            return [FixesAccepted(fixes, False)]
+        assert prov is not None  # checked above
+        head = st.segments[-1]
+        st.segments = [
+            *st.segments[:-1],
+            Segment(
+                head.first_seq,
+                head.prev_hash,
+                batch.last_seq,
+                hashes[-1],
+                head.first_fix,
+                fixes[-1],
+            ),
+        ]
+        st.provisional = None
+        return [
+            FixesAccepted(fixes, True),
+            ChainVerified(prov.first_seq, batch.last_seq, prov.prev_hash, batch.auth),
+        ]
 
     def _place(
         self, batch: Batch, *, use_provisional: bool

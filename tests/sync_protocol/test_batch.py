@@ -7,7 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync_protocol.batch import MAX_BATCH_BYTES, Batch, decode_batch, encode_batch, seal
+from sync_protocol.batch import (
+    MAX_BATCH_BYTES,
+    Batch,
+    _decode_full,
+    _decode_plain,
+    decode_batch,
+    encode_batch,
+    seal,
+)
 from sync_protocol.chain import genesis
 from sync_protocol.errors import DecodeError, LimitExceeded, LocalProtocolError, ProtocolError
 from sync_protocol.fix import Fix
@@ -116,6 +124,30 @@ def test_fuzz_mutated_batches_raise_only_protocol_errors(data: st.DataObject) ->
         good[pos] = data.draw(st.integers(0, 255))
     with contextlib.suppress(ProtocolError):
         decode_batch(bytes(good))
+
+
+@given(st.data())
+@settings(max_examples=300)
+def test_the_fast_parser_agrees_with_the_full_one(data: st.DataObject) -> None:
+    """Whatever the fast path accepts, field-by-field parsing reads the same; whatever it
+    passes over, the full parser decides (and explains)."""
+    count = data.draw(st.integers(1, 12))
+    mac = data.draw(st.booleans())
+    auth = b"m" * 16 if mac else b"s" * 64
+    prev = data.draw(st.sampled_from([None, b"p" * 32]))
+    good = bytearray(encode_batch(Batch(b"d" * 16, tuple(realistic_track(count)), auth, prev)))
+    for _ in range(data.draw(st.integers(0, 3))):
+        pos = data.draw(st.integers(0, len(good) - 1))
+        good[pos] = data.draw(st.integers(0, 255))
+    raw = bytes(good)
+    try:
+        fast = _decode_plain(raw)
+    except ProtocolError as exc:  # a bad body: the full parser must refuse it the same way
+        with pytest.raises(type(exc)):
+            _decode_full(raw)
+        return
+    if fast is not None:
+        assert _decode_full(raw) == fast
 
 
 def test_batch_validates_its_own_shape() -> None:
