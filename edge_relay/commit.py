@@ -1,13 +1,19 @@
-"""Group commit: one writer thread, one transaction (and one fsync) for many requests.
+"""Group commit: one writer thread, one transaction for many requests, fsyncs pipelined.
 
 Requests from the event loop queue *jobs* (functions of :class:`~edge_relay.store.Writes`).
 The writer takes every job waiting and runs each in turn — a failing job undoes only its
 own writes (:class:`~edge_relay.store.Writes` buffers them per job, and gives a savepoint
 to a job that runs a statement of its own) — writes the group's buffered rows with one
-statement per kind, commits once with ``synchronous=FULL``, and only then completes the
-jobs' futures: whatever a job returns (an ack) reaches its caller after the data is on
-disk. Under load groups grow by themselves (jobs queue while a commit is in flight); when
-idle a job commits alone, with no added delay.
+statement per kind and commits. Under load groups grow by themselves (jobs queue while a
+group is being written); when idle a job commits alone, with no added delay.
+
+**Durability.** The connection commits with ``synchronous=NORMAL`` (the WAL is written,
+not yet synced) and a second thread, the *syncer*, fsyncs the WAL file and only then
+completes the jobs' futures: whatever a job returns (an ack) reaches its caller after its
+data is on disk, exactly as with ``synchronous=FULL``. But the writer does not wait for
+the disk: it goes on with the next group while the syncer's fsync covers every commit
+made before it started (one fsync for many groups under load). A *preview* of a job's
+result (a live position: shown, not acked) is handed over as soon as the job has run.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -46,6 +53,7 @@ class _Job(Generic[T]):
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
     on_abort: Callable[[], None] | None = None
+    preview: Callable[[T], None] | None = None
 
 
 @dataclass(slots=True)
@@ -59,7 +67,11 @@ class CommitStats:
     failures: int = 0
     """Transactions that failed to commit."""
     seconds: float = 0.0
-    """Time spent in COMMIT (the fsync)."""
+    """Time spent in COMMIT (writing the WAL)."""
+    syncs: int = 0
+    """fsyncs of the WAL (each covers every commit made before it)."""
+    sync_seconds: float = 0.0
+    """Time spent in fsync."""
     largest_group: int = 0
     """Most jobs seen in one commit."""
     group_sizes: list[int] = field(default_factory=list)
@@ -71,37 +83,62 @@ class GroupCommitter:
 
     def __init__(self, path: Path) -> None:
         self._conn = connect(path, writer=True)
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # the syncer makes commits durable
+        self._db_fd = os.open(path, os.O_RDONLY)
+        self._wal = Path(f"{path}-wal")
+        self._wal_fd: int | None = None
+        self._fd_lock = threading.Lock()
+        """Held by the syncer while it fsyncs, and by the writer to swap descriptors."""
         self.writes = Writes(self._conn)
         self.reads = Reads(self._conn, before=self.writes.flush)
         """Reads on the writer's connection: only for use inside jobs."""
         self.stats = CommitStats()
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._last_group = 0
+        self._synced: queue.SimpleQueue[tuple[list[_Job[Any]], list[Any]] | None]
+        self._synced = queue.SimpleQueue()
+        self._syncer = threading.Thread(target=self._sync_loop, name="relay-syncer", daemon=True)
+        self._syncer.start()
         self._thread = threading.Thread(target=self._run, name="relay-writer", daemon=True)
         self._thread.start()
 
-    async def run(self, fn: Callable[[Writes], T], on_abort: Callable[[], None] | None = None) -> T:
+    async def run(
+        self,
+        fn: Callable[[Writes], T],
+        on_abort: Callable[[], None] | None = None,
+        preview: Callable[[T], None] | None = None,
+    ) -> T:
         """Queue a job and wait for its durable result.
 
         ``on_abort`` runs on the writer thread when the job is rolled back (it raised, or
         the group's commit failed): the place to forget in-memory state the job changed.
+        ``preview`` gets the job's result on the caller's loop as soon as the job has run,
+        while its group is still being committed: for what may be shown before it is
+        durable (a live position is not an ack). If the commit then fails, the caller's
+        ``run`` raises :class:`CommitFailed` as usual.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, loop, future, on_abort))
+        self._queue.put(_Job(fn, loop, future, on_abort, preview))
         return await future
 
     @property
     def alive(self) -> bool:
-        """Whether the writer thread is running."""
-        return self._thread.is_alive()
+        """Whether the writer and syncer threads are running."""
+        return self._thread.is_alive() and self._syncer.is_alive()
 
     def close(self) -> None:
-        """Finish queued jobs, stop the writer and close the database."""
+        """Finish queued jobs, sync them, stop both threads and close the database."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+        if self._syncer.is_alive():
+            self._synced.put(None)
+            self._syncer.join()
         self._conn.close()
+        for fd in (self._db_fd, self._wal_fd):
+            if fd is not None:
+                os.close(fd)
 
     def _run(self) -> None:
         stopping = False
@@ -135,10 +172,12 @@ class GroupCommitter:
             self._conn.execute("BEGIN IMMEDIATE")
             for job in group:
                 outcomes.append(self._one(job))
+            _preview(group, outcomes)  # shown while the commit goes to disk
             self.writes.flush()
             started = time.perf_counter()
             self._conn.execute("COMMIT")
             self.stats.seconds += time.perf_counter() - started
+            self._sync_wal_fd()
         except sqlite3.Error as exc:
             log.error("commit failed", extra={"detail": str(exc), "jobs": len(group)})
             if self._conn.in_transaction:
@@ -155,7 +194,57 @@ class GroupCommitter:
         self.stats.jobs += len(group)
         self.stats.largest_group = max(self.stats.largest_group, len(group))
         self.stats.group_sizes = [*self.stats.group_sizes[-99:], len(group)]
-        _settle(group, outcomes)
+        self._synced.put((group, outcomes))  # answered once the syncer's fsync is done
+
+    def _sync_wal_fd(self) -> None:
+        """Keep a descriptor on the WAL file the commits went to (the writer's thread).
+
+        The WAL lives as long as the writer's connection; should SQLite ever replace it,
+        the new file is opened before the syncer's next fsync.
+        """
+        try:
+            current = os.stat(self._wal).st_ino
+        except FileNotFoundError:
+            current = None  # checkpointed into the database file and removed
+        if self._wal_fd is not None and current == os.fstat(self._wal_fd).st_ino:
+            return
+        with self._fd_lock:
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+            self._wal_fd = None if current is None else os.open(self._wal, os.O_RDONLY)
+
+    def _sync_loop(self) -> None:
+        """fsync the WAL for every group committed before it, then answer those groups."""
+        stopping = False
+        while not stopping:
+            item = self._synced.get()
+            if item is None:
+                break
+            done = [item]
+            while True:  # everything committed so far rides on this one fsync
+                try:
+                    more = self._synced.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                done.append(more)
+            started = time.perf_counter()
+            try:
+                with self._fd_lock:
+                    os.fsync(self._wal_fd if self._wal_fd is not None else self._db_fd)
+            except OSError as exc:  # committed but maybe not on disk: answer nothing good
+                log.error("fsync of the WAL failed", extra={"detail": str(exc)})
+                self.stats.failures += len(done)
+                failed = CommitFailed(f"the relay could not sync to disk: {exc}")
+                for group, _ in done:
+                    _settle(group, [(False, failed)] * len(group))
+                continue
+            self.stats.syncs += 1
+            self.stats.sync_seconds += time.perf_counter() - started
+            for group, outcomes in done:
+                _settle(group, outcomes)
 
     def _one(self, job: _Job[Any]) -> tuple[bool, Any]:
         self.writes.begin_job()
@@ -182,6 +271,25 @@ def _settle(group: list[_Job[Any]], outcomes: list[tuple[bool, Any]]) -> None:
     for loop, items in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
             loop.call_soon_threadsafe(_complete, items)
+
+
+def _preview(group: list[_Job[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+    """Hand the successful jobs' results to their previews, one callback per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any]]] = {}
+    for job, (ok, value) in zip(group, outcomes, strict=True):
+        if ok and job.preview is not None:
+            by_loop.setdefault(job.loop, []).append((job.preview, value))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is watching
+            loop.call_soon_threadsafe(_show, items)
+
+
+def _show(items: list[tuple[Callable[[Any], None], Any]]) -> None:
+    for preview, value in items:
+        try:
+            preview(value)
+        except Exception:  # a preview is for display: it never fails the upload
+            log.exception("preview failed")
 
 
 def _complete(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

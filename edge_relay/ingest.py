@@ -102,13 +102,22 @@ class RelayIngest:
         now = self.clock_ms()
         return await self.committer.run(lambda w: self._hello(w, data, now))
 
-    async def upload(self, body: bytes) -> UploadOutcome:
-        """Store a framed upload; raises ProtocolError when the body itself is malformed."""
+    async def upload(
+        self, body: bytes, preview: Callable[[UploadOutcome], None] | None = None
+    ) -> UploadOutcome:
+        """Store a framed upload; raises ProtocolError when the body itself is malformed.
+
+        ``preview`` gets the outcome as soon as the batches are verified, before their
+        group commit is on disk (the live view need not wait for the fsync); the returned
+        outcome, and so the ack, comes only after it.
+        """
         frames = decode_frames(body)
         now = self.clock_ms()
         touched: set[bytes] = set()
         return await self.committer.run(
-            lambda w: self._upload(w, frames, now, touched), lambda: self._forget(touched)
+            lambda w: self._upload(w, frames, now, touched),
+            lambda: self._forget(touched),
+            preview,
         )
 
     # -- on the writer thread ---------------------------------------------------------

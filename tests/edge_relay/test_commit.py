@@ -213,3 +213,57 @@ def test_a_group_that_cannot_be_written_fails_every_job(
     assert asyncio.run(committer.run(job(3, 5))) == 3
     committer.close()
     assert stored(tmp_path / "relay.db") == [(device(3), 5, 0)]
+
+
+def test_a_preview_comes_before_the_durable_result(committer: GroupCommitter) -> None:
+    """What may be shown before it is durable (a live position) is handed over as soon as
+    the job has run, ahead of the result; a job that failed previews nothing."""
+    order: list[str] = []
+
+    def job(n: int) -> Callable[[Writes], int]:
+        def write(w: Writes) -> int:
+            if n == 2:
+                raise Boom("no")
+            w.put_fixes(device(1), [fix(n)], verified=False)
+            return n
+
+        return write
+
+    async def one(n: int) -> None:
+        try:
+            value = await committer.run(job(n), preview=lambda v: order.append(f"preview {v}"))
+        except Boom:
+            order.append(f"failed {n}")
+        else:
+            order.append(f"durable {value}")
+
+    async def go() -> None:
+        await asyncio.gather(one(1), one(2), one(3))
+
+    asyncio.run(go())
+    committer.close()
+    assert sorted(order) == ["durable 1", "durable 3", "failed 2", "preview 1", "preview 3"]
+    assert order.index("preview 1") < order.index("durable 1")
+    assert order.index("preview 3") < order.index("durable 3")
+
+
+def test_an_answer_waits_for_the_fsync_that_covers_its_commit(committer: GroupCommitter) -> None:
+    """Commits do not wait for the disk, answers do: between a job's preview (before its
+    commit) and its answer, the syncer has fsynced the WAL at least once more."""
+    seen: dict[str, int] = {}
+
+    def write(w: Writes) -> None:
+        w.put_fixes(device(2), [fix(1)], verified=False)
+
+    def previewed(_: None) -> None:
+        seen.setdefault("preview", committer.stats.syncs)
+
+    async def go() -> None:
+        await committer.run(write, preview=previewed)
+        seen["answer"] = committer.stats.syncs
+
+    for _ in range(5):
+        seen.clear()
+        asyncio.run(go())
+        assert seen["answer"] > seen["preview"], seen
+    committer.close()
