@@ -154,6 +154,8 @@ def race_frame(tick: int) -> LiveFrame:
             gap_ds=(lead - progress[bib]) * 10 // 11,
             fix_age_s=bib % 3,
             group=groups[bib],
+            battery_pct=40 + bib * 37 % 56,  # trackers between 40 and 95 %
+            charging=bib == 7,  # one on a power bank
         )
         for bib in range(1, 51)
     ]

@@ -17,6 +17,7 @@ from .auth.ratelimit import RateLimiter
 from .auth.user_admin import UserAdmin
 from .bus import InProcessBus, seed_from_history
 from .control import RaceControl
+from .device_status import DeviceStatuses
 from .direct import DirectUploads
 from .enrolment import Enrolment
 from .ingest import Ingest
@@ -106,4 +107,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         settings.tracker_uploads, settings.tracker_window_s, what="uploads from this address"
     )
     app.state.direct = DirectUploads(app.state.ingest, stores.key, stores.devices)
+    app.state.device_status = DeviceStatuses(
+        stores.key, stores.devices, stores.races, stores.relays, bus
+    )
     return app

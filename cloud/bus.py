@@ -1,12 +1,13 @@
-"""The live bus: every accepted fix and every official action, per race, to subscribers.
+"""The live bus: every accepted fix, trackers' battery levels and every official action, per
+race, to subscribers.
 
 ``LiveBus`` is the interface (publish from any thread, subscribe from the event loop);
 :class:`InProcessBus` is the one-machine implementation. A NATS implementation publishes
 the same messages on ``gruppetto.race.<id>`` subjects and keeps the same snapshot-first
-contract. A subscriber first gets the race's current state (each rider's latest position,
-the race status, the official actions so far), then the stream. One that cannot keep up
-is dropped with a final ``resync`` message: it reconnects and starts from a fresh
-snapshot, so a slow relay never grows the cloud's memory.
+contract. A subscriber first gets the race's current state (each rider's latest position
+and battery level, the race status, the official actions so far), then the stream. One
+that cannot keep up is dropped with a final ``resync`` message: it reconnects and starts
+from a fresh snapshot, so a slow relay never grows the cloud's memory.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class LiveBus(Protocol):
     """What the cloud needs from a live bus."""
 
     def publish(self, race_id: int, message: Message) -> None:
-        """Publish from any thread; ``message["type"]`` is ``fix``, ``race`` or ``action``."""
+        """Publish from any thread; ``message["type"]`` is ``fix``, ``battery``, ``race`` or
+        ``action``."""
 
     def subscribe(self, race_id: int) -> AsyncIterator[Message]:
         """The race's snapshot, then its messages as they are published."""
@@ -47,6 +49,7 @@ class _Subscriber:
 @dataclass
 class _RaceState:
     riders: dict[int, Message] = field(default_factory=dict)
+    batteries: dict[int, Message] = field(default_factory=dict)
     race: Message | None = None
     actions: list[Message] = field(default_factory=list)
     subscribers: list[_Subscriber] = field(default_factory=list)
@@ -70,6 +73,12 @@ class InProcessBus:
                 if current is not None and current["seq"] >= message["seq"]:
                     return  # an older fix (backfill) is history, not live news
                 state.riders[rider] = message
+            elif kind == "battery":
+                rider = message["rider_id"]
+                current = state.batteries.get(rider)
+                if current is not None and current["t_ms"] >= message["t_ms"]:
+                    return  # an older level (another relay's report) is no news
+                state.batteries[rider] = message
             elif kind == "race":
                 state.race = message
             elif kind == "action":
@@ -104,6 +113,7 @@ class InProcessBus:
                 "race_id": race_id,
                 "race": state.race,
                 "riders": sorted(state.riders.values(), key=lambda m: m["bib"]),
+                "batteries": sorted(state.batteries.values(), key=lambda m: m["bib"]),
                 "actions": list(state.actions),
             }
 

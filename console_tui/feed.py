@@ -8,8 +8,9 @@ one drops, returning to the preferred one after ``fallback_s``.
 * :class:`RelayFeed` polls the relay's ``/standings`` and ``/alerts`` (the relay scores
   every fix it has, so gaps are right from the first poll).
 * :class:`CloudFeed` feeds a :class:`~sync_protocol.race.scoring.RaceScorer` from
-  ``GET /api/races/{id}/live`` exactly as the relay does (``edge_relay/live.py``). The
-  stream's snapshot holds each rider's newest fix only, so a console that joins mid-race
+  ``GET /api/races/{id}/live`` exactly as the relay does (``edge_relay/live.py``): fixes,
+  trackers' battery levels, race states and actions. The stream's snapshot holds each
+  rider's newest fix only, so a console that joins mid-race
   has positions at once and gaps once the leader's later fixes arrive.
 """
 
@@ -99,9 +100,13 @@ class CloudFeed:
                     changed |= self._fix(fix)
                 for action in message.get("actions") or ():
                     changed |= self.action(action)
+                for battery in message.get("batteries") or ():
+                    changed |= self._battery(battery)
                 return changed
             if kind == "fix":
                 return self._fix(message)
+            if kind == "battery":
+                return self._battery(message)
             if kind == "action":
                 return self.action(message)
             if kind == "race":
@@ -147,6 +152,16 @@ class CloudFeed:
         if m.get("via") is not None:
             self.via[rider_id] = int(m["via"])
         return True
+
+    def _battery(self, m: Mapping[str, Any]) -> bool:
+        """A tracker's battery level (verified by the cloud or the relay that took it)."""
+        try:
+            return self.scorer.on_status(
+                int(m["rider_id"]), int(m["t_ms"]), int(m["battery_pct"]), m["charging"]
+            )
+        except LocalProtocolError as exc:
+            log.info("battery level not shown: %s", exc.message)
+            return False
 
     def _state(self, m: Mapping[str, Any]) -> bool:
         try:

@@ -18,12 +18,14 @@ from sync_protocol.race.standings import Standing
 
 __all__ = [
     "LIVE_LINK_MS",
+    "LOW_BATTERY_PCT",
     "NO_BATTERY",
     "AlertRow",
     "GroupRow",
     "RaceView",
     "RiderRow",
     "age",
+    "battery",
     "distance",
     "gap",
     "speed",
@@ -33,7 +35,12 @@ LIVE_LINK_MS = 10_000
 """A tracker heard from within this long is "live"; then "late" until the rider shows
 as no signal (30 s by default), then "lost"."""
 NO_BATTERY = "—"
-"""The protocol carries no battery level: the column says so rather than guess."""
+"""What the Batt column shows when the level is unknown: no device status from the
+tracker yet, or the newest is too old to trust (the scorer's ``battery_stale_ms``)."""
+LOW_BATTERY_PCT = 20
+"""A level below this shows as a warning (the race model's low-battery alert default)."""
+CHARGING = "⚡"
+"""Marks a tracker on external power."""
 RACE_STATES = {"results_published": "published"}
 """RaceStatus names that differ from the cloud's race states."""
 
@@ -73,6 +80,10 @@ class RiderRow:
     """Index of the rider's group on the road."""
     via: str = ""
     """How the newest fix arrived ("relay 3", "direct"), when the source says."""
+    battery_pct: int | None = None
+    """The tracker's battery level, 0..100 % (None: unknown or stale)."""
+    charging: bool = False
+    """Whether the tracker is on external power."""
 
     @property
     def link(self) -> str:
@@ -103,6 +114,8 @@ class RiderRow:
             s.penalty_s,
             s.group,
             via,
+            s.battery_pct,
+            s.charging,
         )
 
     @classmethod
@@ -120,6 +133,8 @@ class RiderRow:
             _opt_int(d.get("last_fix_age_ms")),
             int(d.get("penalty_s") or 0),
             _opt_int(d.get("group")),
+            battery_pct=_opt_int(d.get("battery_pct")),
+            charging=d.get("charging") is True,
         )
 
 
@@ -237,6 +252,13 @@ def speed(cms: int | None) -> str:
 def distance(m: float | None) -> str:
     """Kilometres with two decimals."""
     return "—" if m is None else f"{m / 1000:.2f}"
+
+
+def battery(pct: int | None, charging: bool) -> str:
+    """A battery level for the board: "74%", "12% ⚡" (charging), "—" (unknown)."""
+    if pct is None:
+        return NO_BATTERY
+    return f"{pct}% {CHARGING}" if charging else f"{pct}%"
 
 
 def age(ms: int | None) -> str:

@@ -119,6 +119,14 @@ class Leaderboard(_Table):
         self.replace((str(r.rider_id), _rider_cells(r)) for r in riders)
 
 
+def _battery_style(r: RiderRow) -> str:
+    if r.battery_pct is None:
+        return "dim"
+    if r.charging:
+        return "green"
+    return "bold yellow" if r.battery_pct < fmt.LOW_BATTERY_PCT else ""
+
+
 def _rider_cells(r: RiderRow) -> tuple[object, ...]:
     link = r.link
     return (
@@ -130,7 +138,7 @@ def _rider_cells(r: RiderRow) -> tuple[object, ...]:
         fmt.distance(r.to_go_m),
         fmt.age(r.age_ms),
         Text(link, style=LINK_STYLE.get(link.split()[0], "")),
-        fmt.NO_BATTERY,
+        Text(fmt.battery(r.battery_pct, r.charging), style=_battery_style(r)),
         Text(r.status, style=STATUS_STYLE.get(r.status, "")),
         f"+{r.penalty_s} s" if r.penalty_s else "",
     )

@@ -1,10 +1,11 @@
 """The relay's races in play: one :class:`~sync_protocol.race.scoring.RaceScorer` per served race.
 
 Feeds each scorer from three sources — the configuration (course, start list, state and
-actions, refreshed from the cloud or restored from the store), fixes verified here, and
-the cloud's live stream (riders on other relays, officials' actions, state changes) —
-and hands out frames, standings and alerts. Every input is idempotent: actions carry the
-official's ``action_id``, and an older fix never moves a rider.
+actions, refreshed from the cloud or restored from the store), fixes and trackers'
+battery statuses verified here, and the cloud's live stream (riders on other relays and
+their batteries, officials' actions, state changes) — and hands out frames, standings and
+alerts. Every input is idempotent: actions carry the official's ``action_id``, and an
+older fix (or battery status) never moves a rider.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from sync_protocol.device_status import DeviceStatus
 from sync_protocol.errors import LocalProtocolError
 from sync_protocol.fix import Fix
 from sync_protocol.frames import LiveFrame
@@ -79,6 +81,17 @@ class LiveRaces:
             return False
         return outcome is not FixOutcome.DUPLICATE
 
+    def local_status(self, race_id: int, rider_id: int, status: DeviceStatus) -> bool:
+        """A tracker's battery status verified here; True when the race's view changed."""
+        scorer = self.scorers.get(race_id)
+        if scorer is None:
+            return False
+        try:
+            return scorer.on_status(rider_id, status.t_ms, status.battery_pct, status.charging)
+        except LocalProtocolError as exc:
+            log.info("status not scored", extra={"race": race_id, "detail": exc.message})
+            return False
+
     def cloud_message(self, race_id: int, message: dict[str, Any]) -> bool:
         """A message of the cloud's live stream; True when the race's view changed."""
         scorer = self.scorers.get(race_id)
@@ -94,9 +107,13 @@ class LiveRaces:
                     changed |= self._fix_message(scorer, fix)
                 for action in message.get("actions", []):
                     changed |= self._action(scorer, action)
+                for battery in message.get("batteries", []):
+                    changed |= self._battery_message(scorer, battery)
                 return changed
             if kind == "fix":
                 return self._fix_message(scorer, message)
+            if kind == "battery":
+                return self._battery_message(scorer, message)
             if kind == "action":
                 return self._action(scorer, message)
             if kind == "race":
@@ -120,6 +137,16 @@ class LiveRaces:
             log.info("cloud fix not scored", extra={"detail": exc.message})
             return False
         return outcome is not FixOutcome.DUPLICATE
+
+    @staticmethod
+    def _battery_message(scorer: RaceScorer, m: dict[str, Any]) -> bool:
+        try:
+            return scorer.on_status(
+                int(m["rider_id"]), int(m["t_ms"]), int(m["battery_pct"]), m["charging"]
+            )
+        except LocalProtocolError as exc:
+            log.info("cloud battery status not scored", extra={"detail": exc.message})
+            return False
 
     def _state_message(self, scorer: RaceScorer, m: dict[str, Any]) -> bool:
         return self._state(scorer, str(m["state"]), int(m.get("t_ms") or 0))

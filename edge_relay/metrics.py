@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class RelayCollector(Collector):
-    """Trackers, spectators, frames, fix-to-frame latency, backlog, uplink."""
+    """Trackers, spectators, frames, fix-to-frame latency, device statuses, backlog, uplink."""
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
@@ -69,7 +69,21 @@ class RelayCollector(Collector):
                 refused.add_metric([f"{outcome}:{reason}"], count)
             else:
                 batches.add_metric([outcome], count)
+        statuses = CounterMetricFamily(
+            "gruppetto_relay_device_statuses",
+            "Trackers' battery statuses: accepted, old (a newer one was there) or refused",
+            labels=["outcome"],
+        )
+        outcomes: dict[str, int] = {}
+        for key, count in sorted(relay.statuses.counters.items()):
+            outcome, _, reason = key.partition(":")
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
+            if reason:
+                refused.add_metric([f"status:{reason}"], count)
+        for outcome, count in outcomes.items():
+            statuses.add_metric([outcome], count)
         yield batches
+        yield statuses
         yield refused
         runs, fixes = relay.reads.backlog()
         backlog = GaugeMetricFamily(

@@ -18,18 +18,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sync_protocol.discovery import RelayAdvert
-from sync_protocol.errors import CertificateError, ProtocolError
+from sync_protocol.errors import IntegrityError, ProtocolError
 from sync_protocol.frames import LiveFrame
 from sync_protocol.upload import (
     BATCHES_PATH,
     CONTENT_TYPE,
     HELLO_PATH,
     MAX_UPLOAD_BYTES,
+    STATUS_PATH,
     encode_results,
 )
 
 from .commit import CommitFailed, GroupCommitter
 from .control import ControlError, command, live_message, verify_official
+from .device_status import AcceptedStatus, RelayStatuses
 from .discovery import Advertiser
 from .fanout import Fanout, TickPolicy
 from .h3 import Response, SessionTickets, WebTransportSession, quic_configuration, serve_h3
@@ -77,7 +79,8 @@ def _json(status: int, doc: Any) -> Response:
 
 
 def _refusal(exc: ProtocolError) -> Response:
-    status = 403 if isinstance(exc, CertificateError) else 400
+    """403 for what does not verify (signature, certificate, time), else 400, as the cloud."""
+    status = 403 if isinstance(exc, IntegrityError) else 400
     return _json(status, {"error": exc.reason, "message": exc.message})
 
 
@@ -98,6 +101,7 @@ class Relay:
         self.live = LiveRaces()
         self.fanout = Fanout(self._frame, TickPolicy(interval_ms=settings.tick_ms))
         self.ingest: RelayIngest | None = None
+        self.statuses = RelayStatuses(_now_ms)
         if self.config is not None:
             self._apply(self.config)
         self.certificate = self._certificate()
@@ -239,6 +243,7 @@ class Relay:
             "backlog_fixes": info["backlog_fixes"],
             "uplink": info["uplink"],
             "races": [r["id"] for r in info["races"]],
+            "devices": self.statuses.report(_now_ms()),
         }
 
     # -- configuration ------------------------------------------------------------------
@@ -319,7 +324,7 @@ class Relay:
         """Answer a tracker's HTTP/3 request."""
         if path == "/v1/info" and method == "GET":
             return _json(200, self.info())
-        if path not in (HELLO_PATH, BATCHES_PATH):
+        if path not in (HELLO_PATH, BATCHES_PATH, STATUS_PATH):
             return _json(404, {"error": "not-found", "message": f"no such path {path}"})
         if method != "POST":
             return _json(405, {"error": "method", "message": f"use POST for {path}"})
@@ -329,24 +334,38 @@ class Relay:
             if path == HELLO_PATH:
                 reply = await self.ingest.hello(body)
                 return Response(200, reply.encode(), CONTENT_TYPE)
+            if path == STATUS_PATH:
+                self._after_status(self.statuses.receive(self.ingest.inbox, body))
+                return Response(204, b"", CONTENT_TYPE)
             arrived = time.monotonic() * 1000
-            outcome = await self.ingest.upload(body)
+            outcome = await self.ingest.upload(body, preview=lambda o: self._show(o, arrived))
         except ProtocolError as exc:
             return _refusal(exc)
         except CommitFailed as exc:
             return _json(503, {"error": "storage", "message": str(exc)})
-        self._after_upload(outcome, arrived)
-        return Response(200, encode_results(outcome.results), CONTENT_TYPE)
-
-    def _after_upload(self, outcome: UploadOutcome, arrived_ms: float) -> None:
         if self.uplink is not None and outcome.fixes:
             self.uplink.wake()
+        return Response(200, encode_results(outcome.results), CONTENT_TYPE)
+
+    def _show(self, outcome: UploadOutcome, arrived_ms: float) -> None:
+        """Verified fixes onto the live view, while their commit is still going to disk:
+        a position shown is not an ack (should the commit fail, the tracker sends the
+        fix again and it is shown again)."""
         if self.config is None:
             return
         for live in outcome.live:
             race = self.config.race_for(live.racer_id, live.race_ids, live.fix.t_ms)
             if race is not None and self.live.local_fix(race.race_id, live.racer_id, live.fix):
                 self.fanout.news(race.race_id, arrived_ms)
+
+    def _after_status(self, accepted: AcceptedStatus) -> None:
+        """A verified battery status: onto the rider in the race it belongs to."""
+        if self.config is None or not accepted.newest:
+            return
+        status = accepted.status
+        race = self.config.race_for(accepted.racer_id, accepted.race_ids, status.t_ms)
+        if race is not None and self.live.local_status(race.race_id, accepted.racer_id, status):
+            self.fanout.news(race.race_id)
 
     def session_opened(self, path: str, session: WebTransportSession) -> bool:
         """A spectator's WebTransport CONNECT to ``/live/RACE``."""

@@ -5,7 +5,9 @@ Three loops share one HTTP client (HTTP/2 when the cloud offers it):
 * **config** — ``GET /api/relay/config`` every ``config_every_s``; each answer is saved
   in the relay's store, so a restarted relay runs its races with no uplink. Each time
   the relay also reports its health and public addresses (``POST /api/relay/status``)
-  for the back office and for spectators' pages that look for a relay of a race.
+  for the back office and for spectators' pages that look for a relay of a race, with
+  the newest battery status of each of its trackers (``devices``), which the cloud puts
+  on the race's live stream.
 * **forward** — the outbox (verified runs) goes to ``POST /api/ingest`` oldest first, as
   the riders' original signed batches; a run leaves the outbox only when the cloud's
   reply for it says the fixes are durable there (accepted or duplicate). The outbox is
@@ -15,8 +17,9 @@ Three loops share one HTTP client (HTTP/2 when the cloud offers it):
 * **race control** — officials' commands the relay took while the cloud was away go to
   the cloud's own endpoints first (on the official's behalf; idempotent by action_id).
 * **live** — per served race, ``GET /api/races/{id}/live`` (NDJSON: snapshot, then fix,
-  race and action messages), so spectators here also see riders connected to other
-  relays of the race, and officials' actions taken in the cloud. Reconnects with backoff.
+  battery, race and action messages), so spectators here also see riders connected to
+  other relays of the race, and officials' actions taken in the cloud. Reconnects with
+  backoff.
 """
 
 from __future__ import annotations
@@ -306,14 +309,17 @@ class Uplink:
 
     def _live_message(self, race_id: int, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "fix" and message.get("via") == self.relay_id:
+        if kind in ("fix", "battery") and message.get("via") == self.relay_id:
             return  # our own riders, already scored here
         if kind == "snapshot":
             message = {
                 **message,
                 "riders": [r for r in message.get("riders", []) if r.get("via") != self.relay_id],
+                "batteries": [
+                    b for b in message.get("batteries", []) if b.get("via") != self.relay_id
+                ],
             }
-        if kind in ("snapshot", "fix", "race", "action"):
+        if kind in ("snapshot", "fix", "battery", "race", "action"):
             self.on_live(race_id, message)
 
     def _up(self) -> None:

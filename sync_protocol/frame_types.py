@@ -31,6 +31,7 @@ GAP_DS_MAX = 2**31 - 1
 FIX_AGE_S_MAX = 65535
 GROUP_MAX = 255
 PENALTY_S_MAX = 2**31 - 1
+BATTERY_PCT_MAX = 100
 
 
 class FrameKind(IntEnum):
@@ -104,6 +105,11 @@ class RiderState:
     """Index of the rider's group on the road, 0 = the front group."""
     penalty_s: int = 0
     """Time penalty in seconds given by the officials, >= 0."""
+    battery_pct: int | None = None
+    """The tracker's battery level, 0..100 %; ``None`` when unknown (no status received,
+    or the last one is too old to trust)."""
+    charging: bool = False
+    """Whether the tracker is on external power; only with a known battery level."""
 
     def __post_init__(self) -> None:
         check_int("bib", self.bib, 1, BIB_MAX)
@@ -119,6 +125,12 @@ class RiderState:
         check_int(f"{who}: fix_age_s", self.fix_age_s, 0, FIX_AGE_S_MAX)
         check_int(f"{who}: group", self.group, 0, GROUP_MAX)
         check_int(f"{who}: penalty_s", self.penalty_s, 0, PENALTY_S_MAX)
+        if self.battery_pct is not None:
+            check_int(f"{who}: battery_pct", self.battery_pct, 0, BATTERY_PCT_MAX)
+        if not isinstance(self.charging, bool):
+            raise invalid_frame(f"{who}: charging must be a bool, got {self.charging!r}")
+        if self.charging and self.battery_pct is None:
+            raise invalid_frame(f"{who}: charging needs a known battery_pct")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

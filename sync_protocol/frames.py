@@ -21,6 +21,7 @@ from itertools import pairwise
 from .errors import DecodeError, LimitExceeded, LocalProtocolError
 from .frame_columns import CHAIN, DESC, PLAIN, SPARSE, SPARSE_CHAIN, put_column, read_column
 from .frame_types import (
+    BATTERY_PCT_MAX,
     BIB_MAX,
     FIX_AGE_S_MAX,
     GAP_DS_MAX,
@@ -46,6 +47,7 @@ from .frame_types import (
 from .wire import Reader, put_svarint, put_uvarint, unzigzag
 
 __all__ = [
+    "BATTERY_PCT_MAX",
     "BIB_MAX",
     "FIX_AGE_S_MAX",
     "GAP_DS_MAX",
@@ -78,8 +80,8 @@ __all__ = [
 MAGIC = b"GL"
 """The first two bytes of every live frame ("Gruppetto Live")."""
 
-VERSION = 1
-"""The layout version this module writes and reads."""
+VERSION = 2
+"""The layout version this module writes and reads (2 added the battery columns)."""
 
 MAX_DATAGRAM = 1200
 """The largest payload that fits one QUIC datagram on any path (RFC 9000 minimum MTU)."""
@@ -102,20 +104,25 @@ _FIELDS = (
     ("group", SPARSE_CHAIN),
     ("status", SPARSE),
     ("penalty_s", SPARSE),
+    ("battery", PLAIN),  # 0 = unknown, else battery_pct + 1
+    ("charging", SPARSE),  # 1 = on external power
 )
 _ALL_FIELDS = (1 << len(_FIELDS)) - 1
 
 
 def _wire_values(r: RiderState) -> tuple[int, ...]:
     gap = 0 if r.gap_ds is None else r.gap_ds + 1
+    battery = 0 if r.battery_pct is None else r.battery_pct + 1
     head = (r.lat_e7, r.lon_e7, r.progress_m, r.speed_cms, gap)
-    return (*head, r.fix_age_s, r.group, r.status, r.penalty_s)
+    return (*head, r.fix_age_s, r.group, r.status, r.penalty_s, battery, int(r.charging))
 
 
 def _rider_from_wire(bib: int, v: list[int]) -> RiderState:
     status = RIDER_STATUSES.get(v[7])
     if status is None:
         raise DecodeError(f"live frame: rider {bib} has unknown status {v[7]}")
+    if v[10] not in (0, 1):
+        raise invalid_frame(f"rider {bib}: charging must be 0 or 1, got {v[10]}")
     return RiderState(
         bib=bib,
         status=status,
@@ -127,6 +134,8 @@ def _rider_from_wire(bib: int, v: list[int]) -> RiderState:
         fix_age_s=v[5],
         group=v[6],
         penalty_s=v[8],
+        battery_pct=None if v[9] == 0 else v[9] - 1,
+        charging=v[10] == 1,
     )
 
 

@@ -1,6 +1,6 @@
 """The upload exchange between a tracker and a receiving hop (an edge relay or the cloud).
 
-Both hops serve the same two HTTP/3 requests, so a tracker can switch between them:
+Both hops serve the same three HTTP/3 requests, so a tracker can switch between them:
 
 ``POST /v1/hello``
     Body: a :class:`~sync_protocol.session.SessionHello`. Admits the device (its certificate
@@ -11,10 +11,16 @@ Both hops serve the same two HTTP/3 requests, so a tracker can switch between th
     Body: batches joined with :func:`sync_protocol.framing.encode_frames`. Reply 200 once
     every accepted fix is durable: one :class:`UploadResult` per batch, in order, joined
     the same way. A refused batch refuses only itself.
+``POST /v1/status``
+    Body: a :class:`~sync_protocol.device_status.DeviceStatus` (the tracker's battery),
+    MAC'd with the session key (a relay) or signed by the device key (the cloud). Reply
+    204 once verified (an older status than the hop's newest is taken and ignored). Sent
+    on a connection already open, with an upload; ``no-session`` or ``no-certificate``:
+    hello again first.
 
-A request that is wrong as a whole (bad hello, malformed body, too large) gets a 4xx with
-a JSON body ``{"error": reason, "message": text}``. Content type of both bodies:
-:data:`CONTENT_TYPE`.
+A request that is wrong as a whole (bad hello, malformed body, too large, a status that
+does not verify) gets a 4xx with a JSON body ``{"error": reason, "message": text}``.
+Content type of every body: :data:`CONTENT_TYPE`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .wire import field, pack, unpack_array
 
 HELLO_PATH = "/v1/hello"
 BATCHES_PATH = "/v1/batches"
+STATUS_PATH = "/v1/status"
 CONTENT_TYPE = "application/vnd.gruppetto"
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 """Largest ``/v1/batches`` body a hop accepts."""

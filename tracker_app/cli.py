@@ -108,6 +108,14 @@ def login(
 @click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(0.1, 1000))
 @click.option("--budget-mb", default=64.0, show_default=True, type=click.FloatRange(1))
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the simulator.")
+@click.option(
+    "--battery",
+    default="auto",
+    show_default=True,
+    help="Where the battery level sent to relays and officials comes from: auto (the "
+    "device's battery, else simulated with --source sim, else none), sysfs[:DIR] (Linux "
+    "power supplies), sim or none.",
+)
 @click.option("--discover/--no-discover", default=True, show_default=True)
 @click.option(
     "--interface",
@@ -126,6 +134,7 @@ def run(
     speed: float,
     budget_mb: float,
     seed: int,
+    battery: str,
     discover: bool,
     interfaces: tuple[str, ...],
     data_dir: Path,
@@ -134,11 +143,15 @@ def run(
 
     Refuses to start unless this device holds a valid certificate for the race. Each
     fix is stored before it is sent; the link resumes after coverage gaps, newest fix
-    first. Stop with Ctrl-C; run again to continue the same sequence.
+    first. The battery level goes with the uploads (each percent it moves, when
+    charging starts or stops, at least every minute) so officials see a tracker
+    running low. Stop with Ctrl-C; run again to continue the same sequence.
 
     Example:
 
         gruppetto tracker run --race 3 --source gpx:stage.gpx --speed 10
+
+        gruppetto tracker run --race 3 --source sim --battery sim
     """
     from .errors import TrackerError
     from .tracker import RunOptions, run_tracker
@@ -153,6 +166,7 @@ def run(
         seed=seed,
         interfaces=interfaces if discover else (),
         data_dir=data_dir,
+        battery=battery,
     )
     live = sys.stdout.isatty()
 

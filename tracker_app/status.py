@@ -3,7 +3,7 @@
 While tracking, one line is kept up to date::
 
     GPS 3d 9 sats ±3 m | recorded 3,721 | waiting 0 | acked 3,721 (2 s ago) | link relay Col
-    | radio 3 wake-ups
+    | radio 3 wake-ups | battery 74%
 
 (one line on screen).
 
@@ -15,6 +15,8 @@ While tracking, one line is kept up to date::
 * **link**: ``relay NAME``, ``cloud HOST`` or ``offline`` (``no coverage`` in a dropout).
 * **radio**: how many times the uploader woke the radio (a send after a silence), the
   figure that drives a phone's battery use.
+* **battery**: the level the relays and officials are told (``charging`` when on external
+  power), when the tracker has a battery (``--battery``).
 
 A storage warning or the last upload problem follows when there is one.
 """
@@ -57,6 +59,8 @@ class Status:
     """Radio wake-ups caused by the uploader."""
     warning: str = ""
     """A storage warning, or the latest upload problem ('' when none)."""
+    battery: str = ""
+    """The battery level ("74%", "74% charging"); '' without a battery reading."""
 
 
 def render(status: Status, now_ms: int) -> str:
@@ -83,6 +87,8 @@ def render(status: Status, now_ms: int) -> str:
         link,
         f"radio {status.wakeups} wake-up{'' if status.wakeups == 1 else 's'}",
     ]
+    if status.battery:
+        parts.append(f"battery {status.battery}")
     line = " | ".join(parts)
     return f"{line} | {status.warning}" if status.warning else line
 

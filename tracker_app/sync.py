@@ -12,6 +12,11 @@ does the I/O around it. For each connection (see ``sync_protocol/upload.py``):
 3. A batch refused with ``no-certificate`` or ``no-session`` (the hop restarted): hello
    again. Junk, a 5xx, a timeout or an unreachable hop: the connection is dropped, the
    next hop tried, and the failed one retried after a backoff with jitter.
+4. With a battery (:mod:`tracker_app.battery`), ``POST /v1/status`` goes out next to an
+   upload when a :class:`~sync_protocol.device_status.StatusReporter` says one is due (the
+   level moved 1 %, charging changed, a minute passed, a new connection): in the same
+   flight as the batches, so it never wakes the radio by itself. MAC'd with the session
+   key on a relay, signed by the device key on the cloud.
 
 Hops come in preference order from a :class:`HopList`: relays given with ``--relay``,
 relays found with zeroconf, then the cloud. While on the cloud, a relay that appears is
@@ -33,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sync_protocol.batch import encode_batch, seal
 from sync_protocol.certificate import DeviceCertificate
+from sync_protocol.device_status import DeviceStatus, StatusReporter
 from sync_protocol.errors import DecodeError, ProtocolError
 from sync_protocol.framing import MAX_FRAMES, encode_frames
 from sync_protocol.sender import Send, Sender
@@ -41,11 +47,13 @@ from sync_protocol.upload import (
     BATCHES_PATH,
     CONTENT_TYPE,
     HELLO_PATH,
+    STATUS_PATH,
     HelloReply,
     UploadResult,
     decode_results,
 )
 
+from .battery import Battery
 from .errors import HopError, HopRefused, TrackerError
 from .h3client import H3Client, Radio, Tickets, connect
 from .hops import Backoff, Hop, HopList, Link, wall_ms
@@ -104,6 +112,8 @@ class Uploader:
         backoff: Backoff | None = None,
         rediscover_s: float = 10.0,
         rng: random.Random | None = None,
+        battery: Battery | None = None,
+        reporter: StatusReporter | None = None,
     ) -> None:
         self.sender = sender
         self.store = store
@@ -119,6 +129,14 @@ class Uploader:
         self.backoff = backoff or Backoff()
         self.rediscover_s = rediscover_s
         self.rng = rng or random.Random()
+        self.battery = battery
+        """Where the battery level comes from (None: no device statuses are sent)."""
+        self.reporter = reporter or StatusReporter()
+        """When a device status is due."""
+        self.statuses_sent = 0
+        """Device statuses a hop took."""
+        self.status_refusals = 0
+        """Device statuses a hop refused (other than for a forgotten session)."""
         self.link = Link.OFFLINE
         """Where uploads go now."""
         self.hop: Hop | None = None
@@ -142,6 +160,7 @@ class Uploader:
         self.coverage = True
         """Whether the radio has coverage (from the position source's flag)."""
         self._session_key: bytes | None = None
+        self._statuses = False  # whether this connection's hop takes device statuses
         self._connection = 0
         self._flush = False
         self._failures: dict[tuple[str, int, bytes], int] = {}
@@ -318,12 +337,27 @@ class Uploader:
             raise HopError(f"{hop.name} answered the hello with junk ({exc.message})") from None
         self._session_key = session_key if reply.live_mac else None
         self._connection = self.sender.connected(session=reply.live_mac)
+        self._statuses = True
+        self.reporter.connected()
         self._fold([UploadResult(reply.ack, reply.cloud_acked_seq)])
 
     async def _upload(self, conn: H3Client, hop: Hop, sends: list[Send]) -> None:
         if self.on_sends is not None:
             self.on_sends(hop, sends)
         batches = [self._seal(send) for send in sends]
+        status = self._due_status()
+        # The status leaves with the first request (same flight, no wake-up of its own).
+        beside = None if status is None else asyncio.create_task(self._status(conn, hop, status))
+        try:
+            await self._batches(conn, hop, batches)
+        except BaseException:
+            if beside is not None:
+                beside.cancel()
+            raise
+        if beside is not None:
+            await beside
+
+    async def _batches(self, conn: H3Client, hop: Hop, batches: list[bytes]) -> None:
         for body, count in _requests(batches):
             response = await conn.request(
                 "POST",
@@ -348,6 +382,50 @@ class Uploader:
             again = self._fold(results)
             if again:
                 raise _HelloNeeded
+
+    def _due_status(self) -> DeviceStatus | None:
+        """Read the battery; the device status to send now, if one is due."""
+        if self.battery is None or not self._statuses:
+            return None
+        level = self.battery.read()
+        if level is None:
+            return None
+        now = self.now_ms()
+        if not self.reporter.due(level.percent, level.charging, now):
+            return None
+        device = self.certificate.device_id
+        if self._session_key is not None:
+            return DeviceStatus.create(
+                device, now, level.percent, level.charging, session_key=self._session_key
+            )
+        return DeviceStatus.create(device, now, level.percent, level.charging, key=self.key)
+
+    async def _status(self, conn: H3Client, hop: Hop, status: DeviceStatus) -> None:
+        """Send a device status; the answer goes to the reporter, never fails the upload."""
+        try:
+            response = await conn.request(
+                "POST",
+                STATUS_PATH,
+                status.encode(),
+                content_type=CONTENT_TYPE,
+                timeout_s=self.request_timeout_s,
+            )
+        except HopError:
+            return  # the connection is failing: the batches say so; the status stays due
+        if response.status in (200, 204):
+            self.reporter.sent(status)
+            self.statuses_sent += 1
+            return
+        if response.status in (404, 405):
+            self._statuses = False  # an older hop: no statuses on this connection
+            log.info("%s takes no device status", hop.name)
+            return
+        error = _refusal(hop, STATUS_PATH, response.status, response.body, response.headers)
+        if isinstance(error, HopRefused) and error.reason in HELLO_AGAIN:
+            return  # the hop forgot the session; the next batch says hello again
+        self.reporter.refused(self.now_ms())
+        self.status_refusals += 1
+        log.warning("device status refused: %s", error.message)
 
     def _seal(self, send: Send) -> bytes:
         fixes = self.store.fixes(send.first_seq, send.last_seq)

@@ -23,6 +23,7 @@ from sync_protocol.fix import Fix
 from sync_protocol.sender import Sender, SenderState
 
 from .account import Account, check_race, load, race_course
+from .battery import Battery, open_battery
 from .errors import StorageFull, TrackerError
 from .h3client import Endpoint, Radio, Tickets
 from .hops import Backoff, Hop, HopList, Link, wall_ms
@@ -118,6 +119,7 @@ class Tracker:
         backoff: Backoff | None = None,
         tick_s: float = 1.0,
         request_timeout_s: float = 10.0,
+        battery: Battery | None = None,
     ) -> None:
         self.account = account
         self.store = store
@@ -135,6 +137,7 @@ class Tracker:
             backoff=backoff,
             tick_s=tick_s,
             request_timeout_s=request_timeout_s,
+            battery=battery,
         )
         self.recorder = Recorder(store, self.sender, self.uploader.wake)
         self.gps_quality: Callable[[], object] | None = None
@@ -146,6 +149,10 @@ class Tracker:
         quality = self.gps_quality() if self.gps_quality else None
         if quality is None and last is not None:
             quality = last.quality
+        level = up.battery.read() if up.battery is not None else None
+        battery = ""
+        if level is not None:
+            battery = f"{level.percent}%" + (" charging" if level.charging else "")
         return Status(
             gps="-" if quality is None else str(getattr(quality, "value", quality)),
             satellites=None if last is None else last.satellites,
@@ -159,6 +166,7 @@ class Tracker:
             coverage=up.coverage,
             wakeups=up.radio.wakeups,
             warning=self.recorder.warning or up.last_error,
+            battery=battery,
         )
 
     async def run(
@@ -220,6 +228,8 @@ class RunOptions:
     """Seed of the simulated rider."""
     interfaces: Sequence[str] = ("127.0.0.1",)
     """Addresses to discover relays on (empty: no discovery)."""
+    battery: str = "auto"
+    """The BATTERY spec (``auto``, ``sysfs[:DIR]``, ``sim``, ``none``)."""
 
 
 def relay_hop(url: str, pin: str | None) -> Hop:
@@ -257,6 +267,13 @@ async def run_tracker(options: RunOptions, show: Callable[[str], None]) -> None:
     from .sources import SourceError, SystemClock, open_source
 
     course = race_course(options.data_dir, options.race_id)
+    battery = open_battery(
+        options.battery,
+        source=options.source,
+        seed=options.seed,
+        speed=options.speed,
+        now_ms=wall_ms,
+    )
     try:
         source = open_source(
             options.source,
@@ -298,7 +315,7 @@ async def run_tracker(options: RunOptions, show: Callable[[str], None]) -> None:
                     )
             adverts = (lambda: list(browser.relays.values())) if browser else None
             hops = HopList(relays=relays, cloud=cloud, adverts=adverts, race_id=options.race_id)
-            tracker = Tracker(account, store, hops)
+            tracker = Tracker(account, store, hops, battery=battery)
             tracker.gps_quality = lambda: source.stats.quality
             stack.callback(source.close)
             await tracker.run(

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..auth.principal import Role, caller, requires
+from ..device_status import DeviceStatuses
 from ..enrolment import Enrolment
 from ..errors import bad_request, not_found
 from ..races import now_ms
@@ -79,7 +80,11 @@ STALE_AFTER_MS = 60_000
 
 @requires(Role.RELAY)
 async def relay_status(request: Request) -> JSONResponse:
-    """A relay reports its health and public addresses (every configuration refresh)."""
+    """A relay reports its health and public addresses (every configuration refresh).
+
+    ``devices``, when present, lists the newest battery status of each of its trackers
+    (``{device_id, t_ms, battery_pct, charging}``): they go onto the races' live streams.
+    """
     data = await json_object(request)
     status = {}
     for key, kind in STATUS_FIELDS.items():
@@ -90,8 +95,12 @@ async def relay_status(request: Request) -> JSONResponse:
             raise bad_request(f"{key} is too long", **{key: "at most 300 characters"})
         status[key] = value
     who = caller(request)
+    devices = 0
+    if data.get("devices") is not None:
+        statuses: DeviceStatuses = request.app.state.device_status
+        devices = await run_in_threadpool(statuses.from_relay, who, data["devices"])
     await run_in_threadpool(service(request).relays.report, who.id, status, now_ms())
-    return JSONResponse({"ok": True})
+    return JSONResponse({"ok": True, "devices": devices})
 
 
 @requires(Role.ADMIN, Role.OFFICIAL, Role.RACER, Role.SPECTATOR)

@@ -1,4 +1,5 @@
-"""Prometheus metrics: ingest outcomes and reasons, trackers' direct uploads, races by state."""
+"""Prometheus metrics: ingest outcomes and reasons, trackers' direct uploads and device
+statuses, races by state."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth.principal import public
+from ..device_status import DeviceStatuses
 from ..direct import DirectUploads
 from ..ingest import Ingest
 from ..store.races import RaceStore
@@ -20,8 +22,10 @@ from ..store.races import RaceStore
 class CloudCollector(Collector):
     """Reads the live counters at scrape time (no global registry state)."""
 
-    def __init__(self, ingest: Ingest, direct: DirectUploads, races: RaceStore) -> None:
-        self.ingest, self.direct, self.races = ingest, direct, races
+    def __init__(
+        self, ingest: Ingest, direct: DirectUploads, statuses: DeviceStatuses, races: RaceStore
+    ) -> None:
+        self.ingest, self.direct, self.statuses, self.races = ingest, direct, statuses, races
 
     def collect(self) -> Iterator[Metric]:
         batches = CounterMetricFamily(
@@ -53,6 +57,15 @@ class CloudCollector(Collector):
             (hellos if kind == "hello" else direct).add_metric([outcome], count)
         yield hellos
         yield direct
+        statuses = CounterMetricFamily(
+            "gruppetto_device_statuses",
+            "Trackers' battery statuses, by way (direct, relay) and outcome or reason",
+            labels=["via", "outcome"],
+        )
+        for key, count in sorted(self.statuses.counters.items()):
+            via, _, outcome = key.partition(":")
+            statuses.add_metric([via, outcome], count)
+        yield statuses
         races = GaugeMetricFamily("gruppetto_races", "Races, by state", labels=["state"])
         for row in self.races.query("SELECT state, COUNT(*) AS n FROM races GROUP BY state"):
             races.add_metric([row["state"]], row["n"])
@@ -64,7 +77,9 @@ async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
     registry = CollectorRegistry()
     state = request.app.state
-    registry.register(CloudCollector(state.ingest, state.direct, state.stores.races))
+    registry.register(
+        CloudCollector(state.ingest, state.direct, state.device_status, state.stores.races)
+    )
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
 

@@ -1,4 +1,5 @@
-"""The tracker upload exchange (``POST /v1/hello``, ``POST /v1/batches``), as relays serve it.
+"""The tracker upload exchange (``POST /v1/hello``, ``/v1/batches``, ``/v1/status``), as
+relays serve it.
 
 Public: the device's signatures authenticate what is sent, so there is no account or
 token. Rate-limited per client address. Bodies and replies are
@@ -20,15 +21,19 @@ from sync_protocol.upload import (
     CONTENT_TYPE,
     HELLO_PATH,
     MAX_UPLOAD_BYTES,
+    STATUS_PATH,
     encode_results,
 )
 
 from ..auth.principal import Endpoint, public
+from ..device_status import DeviceStatuses
 from ..direct import DirectUploads
 from ..errors import ApiError
 
 MAX_HELLO_BYTES = 2_048
 """Largest hello body (``SessionHello.decode`` refuses anything longer)."""
+MAX_STATUS_BODY = 1_024
+"""Largest status body read (``DeviceStatus.decode`` refuses anything over 160 bytes)."""
 
 
 def protocol_errors(endpoint: Endpoint) -> Endpoint:
@@ -91,7 +96,18 @@ async def batches(request: Request) -> Response:
     return Response(encode_results(results), media_type=CONTENT_TYPE)
 
 
+@public
+@protocol_errors
+async def status(request: Request) -> Response:
+    """Body: a device status signed by the device key. Reply: 204 once published."""
+    body = await upload_body(request, MAX_STATUS_BODY)
+    statuses: DeviceStatuses = request.app.state.device_status
+    await run_in_threadpool(statuses.direct, body, address(request))
+    return Response(status_code=204)
+
+
 routes = [
     Route(HELLO_PATH, hello, methods=["POST"]),
     Route(BATCHES_PATH, batches, methods=["POST"]),
+    Route(STATUS_PATH, status, methods=["POST"]),
 ]

@@ -145,8 +145,9 @@ reach, to the event relay (which applies it at once and forwards it later); when
 answers, to this console's queue, retried until a server has it — once, by its action id.
 
 [b]Columns[/b]  Gap: time behind the leader at the same point of the course.  Fix: time
-since the tracker's last fix.  Link: live (< 10 s), late, lost, none, and how the fix came.
-Batt: the protocol carries no battery level, so it shows —.  Pen: total time penalty.
+since the tracker's last fix.  Link: live (< 10 s), late, lost, none; how the fix came.
+Batt: the tracker's battery, ⚡ charging, yellow below 20 % (and a low-battery alert),
+— unknown or no word for 5 min.  Pen: total time penalty.
 """
 
 

@@ -1,11 +1,11 @@
-"""Alerts for the officials: riders who stopped, went silent, left the course or missed
-a checkpoint.
+"""Alerts for the officials: riders who stopped, went silent, left the course, missed
+a checkpoint, or whose tracker's battery runs low.
 
 Alerts are not stored: :func:`rider_alerts` derives them from a rider's state at
 ``now_ms``, so an alert clears by itself when its cause ends (the rider moves on, a fix
-arrives, they are back on course, a late fix times the checkpoint). An alert's
-``since_ms`` stays the same while it lasts, so (kind, rider_id, checkpoint, since_ms)
-identifies it across calls.
+arrives, they are back on course, a late fix times the checkpoint, the tracker is
+plugged in). An alert's ``since_ms`` stays the same while it lasts, so (kind, rider_id,
+checkpoint, since_ms) identifies it across calls.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ class AlertKind(StrEnum):
     MISSED_CHECKPOINT = "missed-checkpoint"
     """Past a checkpoint with no passage timed: off course around it, a tracker started
     late, or a gap in the fixes that no late fix has filled yet."""
+    LOW_BATTERY = "low-battery"
+    """The tracker's battery is below ``low_battery_pct`` and not charging: it may go
+    silent before the finish."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,10 @@ def rider_alerts(
         if track.off_course_since_ms is not None:
             offset = track.offset_m or 0.0
             alert(AlertKind.OFF_COURSE, track.off_course_since_ms, f"{offset:,.0f} m off course")
+        battery, charging = track.battery_at(now_ms)
+        if battery is not None and not charging and battery < settings.low_battery_pct:
+            since = track.low_battery_since_ms or track.battery_t_ms or now_ms
+            alert(AlertKind.LOW_BATTERY, since, f"tracker battery at {battery}%")
     progress = track.progress_m
     if marks is not None and progress is not None:
         for mark in marks.marks:

@@ -121,12 +121,16 @@ class RiderTrack:
 
     __slots__ = (
         "_broken",
+        "battery_pct",
+        "battery_t_ms",
         "bib",
+        "charging",
         "ele_dm",
         "last_t_ms",
         "lat_e7",
         "log",
         "lon_e7",
+        "low_battery_since_ms",
         "name",
         "off_course_since_ms",
         "official",
@@ -165,6 +169,14 @@ class RiderTrack:
         self.official: RiderStatus | None = None
         """DNF, DNS or DSQ when the officials said so (reinstate clears it)."""
         self.penalties: list[Penalty] = []
+        self.battery_pct: int | None = None
+        """The tracker's battery level from its newest device status, 0..100 %."""
+        self.charging = False
+        """Whether that status said the tracker is on external power."""
+        self.battery_t_ms: int | None = None
+        """When the newest device status was read on the tracker, UTC ms."""
+        self.low_battery_since_ms: int | None = None
+        """First status of the current run below the low-battery level, not charging."""
         self._broken = False  # off course since the last on-course fix
 
     @property
@@ -223,6 +235,26 @@ class RiderTrack:
         self._broken = False
         self.progress_m, self.progress_t_ms = progress_m, t_ms
         return FixOutcome.LIVE
+
+    def on_status(self, t_ms: int, battery_pct: int, charging: bool) -> bool:
+        """Fold a device status in (validated by the caller); True when it is the newest."""
+        if self.battery_t_ms is not None and t_ms <= self.battery_t_ms:
+            return False
+        low = not charging and battery_pct < self.settings.low_battery_pct
+        if not low:
+            self.low_battery_since_ms = None
+        elif self.low_battery_since_ms is None:
+            self.low_battery_since_ms = t_ms
+        self.battery_pct, self.charging, self.battery_t_ms = battery_pct, charging, t_ms
+        return True
+
+    def battery_at(self, now_ms: int) -> tuple[int | None, bool]:
+        """(battery level, charging) to show at ``now_ms``: (None, False) when unknown or
+        older than ``battery_stale_ms``."""
+        t_ms = self.battery_t_ms
+        if t_ms is None or now_ms - t_ms >= self.settings.battery_stale_ms:
+            return None, False
+        return self.battery_pct, self.charging
 
     def relocate(self, course: Course | None, marks: Marks | None) -> None:
         """Forget progress and passages (the course changed) and place the last fix on it."""

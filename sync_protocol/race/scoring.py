@@ -2,10 +2,11 @@
 
 Sans-IO in the manner of ``aioquic``'s ``QuicConnection``: a :class:`RaceScorer` per race
 is fed positions (:meth:`~RaceScorer.on_fix`, from the relay's own trackers or the cloud's
-live stream) and race control (:meth:`~RaceScorer.on_action`,
-:meth:`~RaceScorer.on_race_state`), and asked, with the time as an argument, for the
-spectators' :class:`~sync_protocol.frames.LiveFrame` (:meth:`~RaceScorer.frame`), the
-officials' standings, groups and alerts. It never reads a clock, opens a socket or logs.
+live stream), the trackers' battery levels (:meth:`~RaceScorer.on_status`) and race
+control (:meth:`~RaceScorer.on_action`, :meth:`~RaceScorer.on_race_state`), and asked,
+with the time as an argument, for the spectators'
+:class:`~sync_protocol.frames.LiveFrame` (:meth:`~RaceScorer.frame`), the officials'
+standings, groups and alerts. It never reads a clock, opens a socket or logs.
 
 Gaps are time at the same point of the course: the chaser's time at their progress minus
 the time the leader was there (interpolated in the leader's
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from ..course import Course
 from ..errors import LocalProtocolError
 from ..frames import (
+    BATTERY_PCT_MAX,
     BIB_MAX,
     FIX_AGE_S_MAX,
     GAP_DS_MAX,
@@ -226,6 +228,27 @@ class RaceScorer:
             self._version += 1
         return outcome
 
+    def on_status(self, rider_id: int, t_ms: int, battery_pct: int, charging: bool) -> bool:
+        """A verified device status of a rider's tracker; True when it is their newest.
+
+        An older (or equally old) status than the rider's last changes nothing.
+        """
+        track = self._riders.get(rider_id)
+        if track is None:
+            raise _fail(
+                f"rider {rider_id} is not on the start list of race {self.race_id}",
+                "unknown-rider",
+            )
+        _int("status t_ms", t_ms, 0, T_MS_MAX, "bad-status", rider_id)
+        _int("battery_pct", battery_pct, 0, BATTERY_PCT_MAX, "bad-status", rider_id)
+        if not isinstance(charging, bool):
+            message = f"rider {rider_id}: charging must be a bool, got {charging!r}"
+            raise _fail(message, "bad-status")
+        changed = track.on_status(t_ms, battery_pct, charging)
+        if changed:
+            self._version += 1
+        return changed
+
     def on_action(
         self,
         kind: str,
@@ -333,6 +356,8 @@ class RaceScorer:
                     fix_age_s=_clamp(age, 0, FIX_AGE_S_MAX),
                     group=groups[s.rider_id],
                     penalty_s=_clamp(s.penalty_s, 0, PENALTY_S_MAX),
+                    battery_pct=s.battery_pct,
+                    charging=s.charging,
                 )
             )
         tick, self._tick = self._tick, self._tick + 1

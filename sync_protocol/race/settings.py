@@ -55,6 +55,11 @@ class ScoringSettings:
     history_cap: int = 4_096
     """Most samples per rider; past it, the older half is thinned by two (memory stays
     bounded for any race length)."""
+    battery_stale_ms: int = 300_000
+    """A tracker's battery level older than this is not shown (unknown in frames): a
+    tracker that uploads reports it at least every minute."""
+    low_battery_pct: int = 20
+    """A tracker below this battery level, not charging, raises a "low-battery" alert."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -74,6 +79,11 @@ class ScoringSettings:
                     f"{'integer' if isinstance(f.default, int) else 'number'}, got {value!r}",
                     reason="bad-settings",
                 )
+        if self.low_battery_pct > 100:
+            raise LocalProtocolError(
+                f"scoring setting low_battery_pct must be at most 100, got {self.low_battery_pct}",
+                reason="bad-settings",
+            )
         if self.history_cap < 8:
             raise LocalProtocolError(
                 f"scoring setting history_cap must be at least 8, got {self.history_cap}",

@@ -67,6 +67,10 @@ class Standing:
     """When the rider crossed the finish line, UTC ms."""
     time_ms: int | None
     """Race time: finish - start + penalties (None before finishing or without a start)."""
+    battery_pct: int | None = None
+    """The tracker's battery level, 0..100 % (None: no device status yet, or too old)."""
+    charging: bool = False
+    """Whether the tracker is on external power (with a known battery level only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +225,7 @@ def build_view(
         time_ms = None
         if crossed is not None and start_ms is not None:
             time_ms = crossed - start_ms + t.penalty_s * 1000
+        battery, charging = t.battery_at(now_ms)
         standings.append(
             Standing(
                 position=position,
@@ -245,6 +250,8 @@ def build_view(
                 ),
                 finish_ms=crossed,
                 time_ms=time_ms,
+                battery_pct=battery,
+                charging=charging,
             )
         )
     return standings, groups

@@ -7,7 +7,7 @@
 
 export const MAGIC_0 = 0x47; // "G"
 export const MAGIC_1 = 0x4c; // "L"
-export const VERSION = 1;
+export const VERSION = 2;
 export const SNAPSHOT = 1;
 export const DELTA = 2;
 
@@ -54,6 +54,8 @@ const FIELDS = [
   ["group", SPARSE_CHAIN],
   ["status", SPARSE],
   ["penalty_s", SPARSE],
+  ["battery", PLAIN], // 0 = unknown, else battery_pct + 1
+  ["charging", SPARSE], // 1 = on external power
 ];
 const ALL_FIELDS = 2 ** FIELDS.length - 1;
 
@@ -68,6 +70,7 @@ const RANGES = [
   ["fix_age_s", 0, 65535],
   ["group", 0, 255],
   ["penalty_s", 0, 2 ** 31 - 1],
+  ["battery_pct", 0, 100],
 ];
 
 /** A frame that cannot be decoded; `reason` is the short code of docs/live-frames.md. */
@@ -243,12 +246,17 @@ function wireValues(rider) {
     rider.group,
     rider.status,
     rider.penalty_s,
+    rider.battery_pct === null ? 0 : rider.battery_pct + 1,
+    rider.charging ? 1 : 0,
   ];
 }
 
 function riderFromWire(bib, v) {
   if (!Number.isInteger(v[7]) || v[7] < 0 || v[7] >= RIDER_STATUS.length) {
     throw new DecodeError(`live frame: rider ${bib} has unknown status ${v[7]}`);
+  }
+  if (v[10] !== 0 && v[10] !== 1) {
+    throw outOfRange(`rider ${bib}: charging must be 0 or 1, got ${v[10]}`);
   }
   const rider = {
     bib,
@@ -261,13 +269,18 @@ function riderFromWire(bib, v) {
     fix_age_s: v[5],
     group: v[6],
     penalty_s: v[8],
+    battery_pct: v[9] === 0 ? null : v[9] - 1,
+    charging: v[10] === 1,
   };
   for (const [name, low, high] of RANGES) {
     const value = rider[name];
-    if (name === "gap_ds" && value === null) continue;
+    if ((name === "gap_ds" || name === "battery_pct") && value === null) continue;
     if (!(value >= low && value <= high)) {
       throw outOfRange(`rider ${bib}: ${name} must be an integer in ${low}..${high}, got ${value}`);
     }
+  }
+  if (rider.charging && rider.battery_pct === null) {
+    throw outOfRange(`rider ${bib}: charging needs a known battery_pct`);
   }
   return rider;
 }
@@ -348,7 +361,8 @@ function decodeDelta(r, raceId, tick, base) {
  * Decode a snapshot, or a delta against `base` (the frame decoded from the snapshot it
  * names). Returns `{kind, race_id, tick, t_ms, race_status, riders}`, riders by ascending
  * bib, each `{bib, status, lat_e7, lon_e7, progress_m, speed_cms, gap_ds (null: unknown),
- * fix_age_s, group, penalty_s}`. Throws only DecodeError.
+ * fix_age_s, group, penalty_s, battery_pct (null: unknown), charging}`. Throws only
+ * DecodeError.
  */
 export function decodeFrame(data, base = null) {
   const [r, kind] = open(data);

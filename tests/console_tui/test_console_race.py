@@ -27,8 +27,10 @@ from console_tui.errors import ConsoleError, SessionExpired
 from console_tui.screens.login import LoginScreen
 from console_tui.screens.modals import ConfirmScreen, HelpScreen, RiderActionScreen
 from console_tui.servers import Servers, probe, resolve
-from console_tui.widgets import Leaderboard, RelaysTable
+from console_tui.widgets import AlertsTable, Leaderboard, RelaysTable
+from sync_protocol.device_status import DeviceStatus
 from sync_protocol.discovery import RelayAdvert
+from sync_protocol.upload import CONTENT_TYPE, STATUS_PATH
 from tests.cloud.conftest import CloudServer, start_cloud
 from tests.cloud.helpers import PASSWORD, admin_client, staff_client, user_client
 from tests.console_tui.test_console_screens import (
@@ -48,6 +50,7 @@ from tests.console_tui.test_console_screens import (
     username,
 )
 from tests.edge_relay.harness import RelayProcess, RelayRider, now_ms, start_relay
+from tests.edge_relay.test_relay_battery import post_statuses
 from tests.edge_relay.test_relay_ingest import hello_only, upload, wait_for
 
 _dirs = itertools.count(1)
@@ -96,6 +99,10 @@ def event(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Event]:
         for first in range(1, 61, 20):  # in rounds, as riders do: each round is news
             for rider in riders_a:
                 asyncio.run(upload(relay.quic_port, rider, rider.batch(first, first + 19)))
+        # two trackers tell the relay their battery; the third never does
+        for rider, level in zip(riders_a, (74, 12), strict=False):
+            (reply,) = asyncio.run(post_statuses(relay.quic_port, rider, rider.status(level)))
+            assert reply[0] == 204, reply
         yield Event(
             cloud, relay, admin, official, username(racer), race_a, race_b, riders_a, riders_b
         )
@@ -153,7 +160,13 @@ def test_board_from_the_relay_shows_riders_gaps_groups_and_the_relay(
             # the rider who started furthest along leads; the others are 15 s and 30 s back
             assert [r[1] for r in rows] == [str(r.bib) for r in reversed(event.riders_a)]
             assert [r[3] for r in rows] == ["+0:00", "+0:15", "+0:30"]
-            assert all(r[8] == "—" for r in rows)  # no battery level in the protocol
+            # the trackers' batteries, from the relay's standings (the leader sent none)
+            assert [r[8] for r in rows] == ["—", "12%", "74%"]
+            alerts = screen.query_one(AlertsTable)
+            await until(pilot, lambda: alerts.row_count >= 1, "the alerts panel")
+            low = [str(alerts.get_row_at(i)[1]) for i in range(alerts.row_count)
+                   if str(alerts.get_row_at(i)[0]) == "low-battery"]  # fmt: skip
+            assert low == [f"#{event.riders_a[1].bib}"]
             assert screen.source == "board from relay finish"
             relays = screen.query_one(RelaysTable)
             await until(pilot, lambda: relays.row_count == 1, "the relay in the relays panel")
@@ -191,7 +204,22 @@ def test_board_scored_from_the_cloud_stream_shows_bibs_and_gaps(
                         if reply.cloud_acked_seq >= first + 19:
                             break
                         await pilot.pause(0.05)
+            # a tracker uploading straight to the cloud says its battery (signed): the stream
+            # carries it and the console shows it, with the charging mark
+            first = event.riders_b[0]
+            status = DeviceStatus.create(first.device, now_ms(), 55, True, key=first.key)
+            with httpx.Client(base_url=event.cloud.url) as tracker:
+                sent = tracker.post(
+                    STATUS_PATH, content=status.encode(), headers={"content-type": CONTENT_TYPE}
+                )
+                assert sent.status_code == 204, sent.text
             await until(pilot, lambda: all(r[3] != "—" for r in board_rows(screen)), "gaps")
+            await until(
+                pilot,
+                lambda: {r[1]: r[8] for r in board_rows(screen)}.get(str(first.bib)) == "55% ⚡",
+                f"the battery of #{first.bib}",
+            )
+            assert {r[1]: r[8] for r in board_rows(screen)}[str(event.riders_b[1].bib)] == "—"
             rows = board_rows(screen)
             assert {r[1] for r in rows} == {str(r.bib) for r in event.riders_b}
             assert rows[0][3] == "+0:00"

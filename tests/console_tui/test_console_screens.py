@@ -171,11 +171,12 @@ BOARD = [
 ]  # fmt: skip
 LANDMARKS: dict[str, list[str]] = {
     "login": ["Gruppetto race control", "Username", "Password", "Log in", "is a racer"],
-    "leaderboard": [*BOARD, r"\+0:15", r"\+10 s", "recorded by the cloud"],
+    "leaderboard": [*BOARD, r"\+0:15", r"\+10 s", "recorded by the cloud", "74%", "12%",
+                    "low-battery"],
     "confirm": ["Confirm: time penalty", r"time penalty \+20 s to #1 racer\d+: drafting",
                 r"Recorded as official\d+ at", r"Confirm \(y\)", r"Cancel \(n\)"],
     "help": ["keys", "time penalty", "DNF", "DNS", "DSQ", "reinstate", "neutralise",
-             "publish", "Batt", "action id"],
+             "publish", "Batt: the tracker's battery", "low-battery alert", "action id"],
     "queue": [*BOARD, "Queue: 2 waiting here", "cannot reach the cloud", "queued here",
               "DNF"],
 }  # fmt: skip

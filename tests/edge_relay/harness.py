@@ -26,6 +26,7 @@ from sync_protocol.batch import encode_batch, seal
 from sync_protocol.certificate import DeviceCertificate
 from sync_protocol.chain import device_id, extend_all, genesis, public_key_bytes
 from sync_protocol.course import Course
+from sync_protocol.device_status import DeviceStatus
 from sync_protocol.fix import Fix
 from sync_protocol.session import SessionHello
 from tests.cloud.conftest import CloudServer
@@ -197,6 +198,24 @@ class RelayRider:
     def hello(self, at_ms: int | None = None) -> bytes:
         t = at_ms if at_ms is not None else now_ms()
         return SessionHello.create(self.key, self.certificate, self.session_key, t).encode()
+
+    def status(
+        self,
+        battery_pct: int,
+        charging: bool = False,
+        *,
+        at_ms: int | None = None,
+        mac: bool = True,
+    ) -> bytes:
+        """A device status (battery), MAC'd with the session key or signed by the device."""
+        t = at_ms if at_ms is not None else now_ms()
+        if mac:
+            made = DeviceStatus.create(
+                self.device, t, battery_pct, charging, session_key=self.session_key
+            )
+        else:
+            made = DeviceStatus.create(self.device, t, battery_pct, charging, key=self.key)
+        return made.encode()
 
     def batch(self, first: int, last: int, *, mac: bool = False, prev: bool = False) -> bytes:
         fixes = self.fixes[first - 1 : last]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from sync_protocol.errors import DecodeError, LimitExceeded, LocalProtocolError
 from sync_protocol.frames import (
+    BATTERY_PCT_MAX,
     BIB_MAX,
     FIX_AGE_S_MAX,
     GAP_DS_MAX,
@@ -52,7 +53,10 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @st.composite
 def rider_fields(draw: st.DrawFn) -> dict[str, object]:
     """Every field of a RiderState except the bib, over its whole valid range."""
+    battery = draw(st.none() | st.integers(0, BATTERY_PCT_MAX))
     return {
+        "battery_pct": battery,
+        "charging": battery is not None and draw(st.booleans()),
         "status": draw(st.sampled_from(RiderStatus)),
         "lat_e7": draw(st.integers(-LAT_E7_MAX, LAT_E7_MAX)),
         "lon_e7": draw(st.integers(-LON_E7_MAX, LON_E7_MAX)),
@@ -88,9 +92,10 @@ def next_frames(draw: st.DrawFn, base: LiveFrame) -> LiveFrame:
             continue
         fields = draw(rider_fields())
         keep = draw(st.sets(st.sampled_from(sorted(fields))))
-        riders.append(
-            dataclasses.replace(rider, **{k: v for k, v in fields.items() if k not in keep})  # type: ignore[arg-type]
-        )
+        changes = {k: v for k, v in fields.items() if k not in keep}
+        if changes.get("battery_pct", rider.battery_pct) is None:
+            changes["charging"] = False  # charging only with a known battery
+        riders.append(dataclasses.replace(rider, **changes))  # type: ignore[arg-type]
     if draw(st.integers(0, 9)) == 0 and riders:  # sometimes the rider set changes
         riders.pop(draw(st.integers(0, len(riders) - 1)))
     return LiveFrame(
@@ -153,6 +158,15 @@ def realistic_riders(seed: int = 7) -> list[tuple[int, RiderStatus, float, float
     return riders
 
 
+def battery(bib: int, tick: int) -> tuple[int | None, bool]:
+    """A tracker's battery: most between 35 and 95 %, draining 1 % a minute of race time;
+    two trackers charging from a power bank, two never reported one."""
+    if bib in (11, 81):
+        return None, False
+    start = 35 + (bib * 37) % 61
+    return max(0, start - (tick - RACE_TICK) // 60), bib in (23, 45)
+
+
 def fix_age(status: RiderStatus, tick: int, rng: random.Random) -> int:
     if status is RiderStatus.NO_SIGNAL:
         return 45 + tick - RACE_TICK
@@ -176,6 +190,7 @@ def realistic_frame(tick: int, seed: int = 7) -> LiveFrame:
         lat, lon = course_point(at)
         jitter = rng.randint(-25, 25)  # GPS noise, about 3 m
         gap = None if status is RiderStatus.NO_SIGNAL else round((leader - at) / 12.5 * 10)
+        battery_pct, charging = battery(bib, tick)
         states.append(
             RiderState(
                 bib=bib,
@@ -188,6 +203,8 @@ def realistic_frame(tick: int, seed: int = 7) -> LiveFrame:
                 fix_age_s=fix_age(status, tick, rng),
                 group=group,
                 penalty_s=penalty,
+                battery_pct=battery_pct,
+                charging=charging,
             )
         )
     return LiveFrame(
@@ -401,9 +418,10 @@ def test_trailing_bytes_are_rejected() -> None:
     ("data", "reason"),
     [
         (b"GX\x01\x01", "bad-magic"),
-        (b"GL\x02\x01", "bad-version"),
-        (b"GL\x01\x00", "bad-kind"),
-        (b"GL\x01\x03", "bad-kind"),
+        (b"GL\x01\x01", "bad-version"),
+        (b"GL\x03\x01", "bad-version"),
+        (b"GL\x02\x00", "bad-kind"),
+        (b"GL\x02\x03", "bad-kind"),
         (b"GL", "truncated"),
         (b"", "truncated"),
     ],
@@ -438,19 +456,30 @@ def test_varints_beyond_what_a_browser_holds_are_rejected() -> None:
 
 def test_decoded_values_out_of_range_are_decode_errors() -> None:
     # one rider: bib 0 is not a valid bib
-    # columns: bib, lat, lon, progress, speed, gap, fix age, then three empty sparse columns
-    data = header(FrameKind.SNAPSHOT, 1, 1, 1000) + b"\x01\x01" + bytes(10)
+    # columns: bib, lat, lon, progress, speed, gap, fix age, three empty sparse columns,
+    # battery (plain), charging (sparse)
+    data = header(FrameKind.SNAPSHOT, 1, 1, 1000) + b"\x01\x01" + bytes(12)
     with pytest.raises(DecodeError, match="bib") as info:
         decode_frame(bytes(data))
     assert info.value.reason == "out-of-range"
     # two riders with the same bib (second bib difference 0)
-    data = header(FrameKind.SNAPSHOT, 1, 1, 1000) + b"\x01\x02" + bytes([2, 0]) + bytes(15)
+    data = header(FrameKind.SNAPSHOT, 1, 1, 1000) + b"\x01\x02" + bytes([2, 0]) + bytes(18)
     with pytest.raises(DecodeError, match="twice"):
         decode_frame(bytes(data))
     # unknown rider status 7 (sparse column: one entry, skip 0, value 7)
-    data = header(FrameKind.SNAPSHOT, 1, 1, 1000) + b"\x01\x01\x02" + bytes(7) + b"\x01\x00\x07\x00"
+    one_rider = header(FrameKind.SNAPSHOT, 1, 1, 1000) + b"\x01\x01\x02" + bytes(7)
+    data = one_rider + b"\x01\x00\x07\x00\x00\x00"
     with pytest.raises(DecodeError, match="status"):
         decode_frame(bytes(data))
+    # a battery of 101 % (wire 102), charging 2, charging with an unknown battery
+    for tail, match in [
+        (b"\x66\x00", "battery_pct"),
+        (b"\x33\x01\x00\x02", "charging"),
+        (b"\x00\x01\x00\x01", "charging"),
+    ]:
+        with pytest.raises(DecodeError, match=match) as info:
+            decode_frame(bytes(one_rider + b"\x00\x00" + tail))
+        assert info.value.reason == "out-of-range"
     # unknown race status
     data = header(FrameKind.SNAPSHOT, 1, 1, 1000) + b"\x09\x00"
     with pytest.raises(DecodeError, match="race status"):
@@ -498,6 +527,10 @@ def rider(**changes: object) -> RiderState:
         ("group", 256),
         ("penalty_s", -5),
         ("penalty_s", PENALTY_S_MAX + 1),
+        ("battery_pct", -1),
+        ("battery_pct", BATTERY_PCT_MAX + 1),
+        ("battery_pct", 50.0),
+        ("charging", 1),
     ],
 )
 def test_rider_state_validation(field: str, value: object) -> None:
@@ -508,6 +541,24 @@ def test_rider_state_validation(field: str, value: object) -> None:
 def test_rider_state_defaults() -> None:
     state = rider()
     assert (state.gap_ds, state.fix_age_s, state.group, state.penalty_s) == (None, 0, 0, 0)
+    assert (state.battery_pct, state.charging) == (None, False)
+
+
+def test_charging_needs_a_known_battery() -> None:
+    with pytest.raises(LocalProtocolError, match="charging needs a known battery_pct"):
+        rider(charging=True)
+    assert rider(battery_pct=0, charging=True).charging
+
+
+def test_an_empty_battery_is_not_an_unknown_one() -> None:
+    riders = (rider(bib=1, battery_pct=0), rider(bib=2), rider(bib=3, battery_pct=100))
+    frame = LiveFrame(race_id=1, tick=1, t_ms=1000, race_status=RaceStatus.LIVE, riders=riders)
+    decoded = decode_frame(encode_snapshot(frame))
+    assert [r.battery_pct for r in decoded.riders] == [0, None, 100]
+    later = dataclasses.replace(
+        frame, tick=2, riders=(rider(bib=1), rider(bib=2, battery_pct=0), riders[2])
+    )
+    assert decode_frame(encode_delta(frame, later), frame) == later
 
 
 @pytest.mark.parametrize(
@@ -551,7 +602,7 @@ def test_non_canonical_deltas_are_rejected() -> None:
         (b"\x09\x08\x02", "past the last rider"),  # bitmap bit 3 of a 3-rider frame
         (b"\x01\x08\x00", "changed by 0"),
         (b"\x01\x00", "field mask"),
-        (b"\x01\x80\x04\x00", "field mask"),  # bit 9: no such field
+        (b"\x01\x80\x10\x00", "field mask"),  # bit 11: no such field
     ]:
         with pytest.raises(DecodeError, match=match) as info:
             decode_frame(start + body, base)
@@ -560,10 +611,10 @@ def test_non_canonical_deltas_are_rejected() -> None:
 
 def test_malformed_sparse_column_is_rejected() -> None:
     one_rider = bytes(header(FrameKind.SNAPSHOT, 1, 1, 1000)) + b"\x01\x01\x02" + bytes(6)
-    decode_frame(one_rider + b"\x00\x00\x01\x00\x14")  # penalty 20
+    decode_frame(one_rider + b"\x00\x00\x01\x00\x14\x00\x00")  # penalty 20
     for columns in (b"\x00\x00\x01\x01\x14", b"\x00\x00\x01\x00\x00"):  # skip past n; zero
         with pytest.raises(DecodeError, match="sparse column penalty_s"):
-            decode_frame(one_rider + columns)
+            decode_frame(one_rider + columns + b"\x00\x00")
 
 
 # ---------------------------------------------------------------------------------------
@@ -599,6 +650,7 @@ def test_docs_example_matches_the_codec() -> None:
         progress_m=92_000,
         speed_cms=1_250,
         gap_ds=0,
+        battery_pct=74,
     )
     r23 = RiderState(
         bib=23,
@@ -610,12 +662,19 @@ def test_docs_example_matches_the_codec() -> None:
         gap_ds=8,
         fix_age_s=1,
         penalty_s=20,
+        battery_pct=55,
+        charging=True,
     )
     base = LiveFrame(
         race_id=4711, tick=7200, t_ms=t_ms, race_status=RaceStatus.LIVE, riders=(r5, r11, r23)
     )
     moved = dataclasses.replace(
-        r11, lat_e7=r11.lat_e7 + 61, lon_e7=r11.lon_e7 + 104, progress_m=92_013, speed_cms=1_262
+        r11,
+        lat_e7=r11.lat_e7 + 61,
+        lon_e7=r11.lon_e7 + 104,
+        progress_m=92_013,
+        speed_cms=1_262,
+        battery_pct=73,
     )
     frame = dataclasses.replace(
         base,

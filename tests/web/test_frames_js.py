@@ -24,6 +24,7 @@ from playwright.sync_api import Page
 from sync_protocol.errors import DecodeError
 from sync_protocol.frame_columns import CHAIN, DESC, PLAIN, SPARSE, SPARSE_CHAIN, put_column
 from sync_protocol.frames import (
+    BATTERY_PCT_MAX,
     BIB_MAX,
     FIX_AGE_S_MAX,
     GAP_DS_MAX,
@@ -115,6 +116,8 @@ def as_json(frame: LiveFrame, data: bytes) -> dict[str, Any]:
                 "fix_age_s": r.fix_age_s,
                 "group": r.group,
                 "penalty_s": r.penalty_s,
+                "battery_pct": r.battery_pct,
+                "charging": r.charging,
             }
             for r in frame.riders
         ],
@@ -169,10 +172,14 @@ def test_the_worked_example_of_the_docs(page: Page) -> None:
     assert (five["gap_ds"], five["status"]) == (None, RiderStatus.NO_SIGNAL)
     assert (eleven["lat_e7"], eleven["progress_m"]) == (451234567, 92000)
     assert (twenty_three["penalty_s"], twenty_three["gap_ds"]) == (20, 8)
+    assert (eleven["battery_pct"], eleven["charging"]) == (74, False)
+    assert (twenty_three["battery_pct"], twenty_three["charging"]) == (55, True)
+    assert (five["battery_pct"], five["charging"]) == (None, False)  # unknown, not empty
     moved = second["frame"]
     assert (moved["kind"], moved["tick"], moved["t_ms"]) == (2, 7201, 1751366401000)
     assert moved["riders"][1]["lat_e7"] == 451234567 + 61
     assert moved["riders"][0]["fix_age_s"] == 46
+    assert moved["riders"][1]["battery_pct"] == 73
 
 
 def mutations(data: bytes) -> list[bytes]:
@@ -200,10 +207,18 @@ def test_every_truncation_and_corruption_gets_the_same_answer(page: Page) -> Non
 
 
 @st.composite
+def battery(draw: st.DrawFn) -> dict[str, Any]:
+    """A tracker's battery: unknown, or a level with charging or not."""
+    level = draw(st.none() | st.integers(0, BATTERY_PCT_MAX))
+    return {"battery_pct": level, "charging": level is not None and draw(st.booleans())}
+
+
+@st.composite
 def riders(draw: st.DrawFn, max_riders: int = 40) -> tuple[RiderState, ...]:
     bibs = sorted(draw(st.sets(st.integers(1, BIB_MAX), max_size=max_riders)))
     return tuple(
         RiderState(
+            **draw(battery()),
             bib=bib,
             status=draw(st.sampled_from(RiderStatus)),
             lat_e7=draw(st.integers(-LAT_E7_MAX, LAT_E7_MAX)),
@@ -275,11 +290,13 @@ FIELDS = (
     ("group", SPARSE_CHAIN),
     ("status", SPARSE),
     ("penalty_s", SPARSE),
+    ("battery", PLAIN),
+    ("charging", SPARSE),
 )
 
 
 def header(kind: int, race_id: int = 7, tick: int = 100) -> bytearray:
-    out = bytearray(b"GL\x01")
+    out = bytearray(b"GL\x02")
     out.append(kind)
     put_uvarint(out, race_id)
     put_uvarint(out, tick)
@@ -348,22 +365,26 @@ def test_each_check_of_the_doc_is_made_with_its_reason(page: Page) -> None:
                 fix_age_s=FIX_AGE_S_MAX,
                 group=255,
                 penalty_s=PENALTY_S_MAX,
+                battery_pct=BATTERY_PCT_MAX,
+                charging=True,
             ),
         ),
     )
-    ahead = ONE_ZEROS[:-3]  # up to the sparse columns (group, status, penalty)
+    ahead = ONE_ZEROS[:-5]  # up to the sparse columns (group, status, penalty)
+    tail = b"\x00\x00"  # the battery and charging columns of one rider
     cases: list[tuple[bytes, int | None, str | None]] = [
         (base, None, None),
         (encode_snapshot(extremes), None, None),
         (b"", None, "truncated"),
         (b"GL", None, "truncated"),
         (b"GX\x01\x01", None, "bad-magic"),
-        (b"GL\x02\x01", None, "bad-version"),
-        (b"GL\x01\x03", None, "bad-kind"),
+        (b"GL\x01\x01", None, "bad-version"),
+        (b"GL\x03\x01", None, "bad-version"),
+        (b"GL\x02\x03", None, "bad-kind"),
         (base + bytes(MAX_FRAME_BYTES), None, "oversized"),
-        (b"GL\x01\x01" + varint(U32_MAX + 1) + b"\x00", None, "oversized"),
-        (b"GL\x01\x01\x07" + varint(MAX_SAFE + 1), None, "oversized"),
-        (b"GL\x01\x01\x07" + b"\x80" * 10 + b"\x01", None, "malformed"),
+        (b"GL\x02\x01" + varint(U32_MAX + 1) + b"\x00", None, "oversized"),
+        (b"GL\x02\x01\x07" + varint(MAX_SAFE + 1), None, "oversized"),
+        (b"GL\x02\x01\x07" + b"\x80" * 10 + b"\x01", None, "malformed"),
         (bytes(header(1)) + varint(T_MS_MAX + 1) + b"\x01\x00", None, "oversized"),
         (bytes(header(1)) + b"\x00\x05\x00", None, "malformed"),  # race status 5
         (bytes(header(1)) + b"\x00\x01" + varint(256), None, "oversized"),
@@ -373,19 +394,26 @@ def test_each_check_of_the_doc_is_made_with_its_reason(page: Page) -> None:
         (raw_snapshot([{"bib": 2, "gap": -1}]), None, "out-of-range"),
         (raw_snapshot([{"bib": 2, "status": 7}]), None, "malformed"),
         (raw_snapshot([{"bib": 2, "penalty_s": PENALTY_S_MAX + 1}]), None, "out-of-range"),
-        (ahead + b"\x01\x00\x00\x00", None, "malformed"),  # a sparse value of 0
-        (ahead + b"\x01\x01\x05\x00", None, "malformed"),  # a sparse index past n
-        (ahead + b"\x02\x00\x01\x00\x01\x00", None, "oversized"),  # more non-zero than n
+        (raw_snapshot([{"bib": 2, "battery": 102}]), None, "out-of-range"),  # 101 %
+        (raw_snapshot([{"bib": 2, "battery": 51, "charging": 2}]), None, "out-of-range"),
+        (raw_snapshot([{"bib": 2, "charging": 1}]), None, "out-of-range"),  # battery unknown
+        (raw_snapshot([{"bib": 2, "battery": 1, "charging": 1}]), None, None),  # 0 %, charging
+        (ahead + b"\x01\x00\x00\x00" + tail, None, "malformed"),  # a sparse value of 0
+        (ahead + b"\x01\x01\x05\x00" + tail, None, "malformed"),  # a sparse index past n
+        (ahead + b"\x02\x00\x01\x00\x01\x00" + tail, None, "oversized"),  # more than n
         (ONE_ZEROS + b"\x00", None, "trailing"),
         (raw_delta(2, b"\x00"), None, "stale-base"),  # no base
         (raw_delta(2, b"\x00"), 0, None),  # nothing changed
         (raw_delta(2, b"\x00", back=2), 0, "stale-base"),  # another tick
         (raw_delta(3, b"\x00"), 0, "stale-base"),  # another rider count
-        (b"GL\x01\x02\x08\x65\x01\xd0\x0f\x01\x02\x00", 0, "stale-base"),  # another race
+        (b"GL\x02\x02\x08\x65\x01\xd0\x0f\x01\x02\x00", 0, "stale-base"),  # another race
         (raw_delta(2, b"\x00", back=102), 0, "oversized"),  # back past tick 0
         (raw_delta(2, b"\x04"), 0, "malformed"),  # a bit past the last rider
         (raw_delta(2, b"\x01\x00"), 0, "malformed"),  # field mask 0
-        (raw_delta(2, b"\x01" + varint(512) + b"\x02"), 0, "malformed"),
+        (raw_delta(2, b"\x01" + varint(2048) + b"\x02"), 0, "malformed"),  # bit 11
+        (raw_delta(2, b"\x01" + varint(512) + b"\x02"), 0, None),  # bib 3's battery known
+        (raw_delta(2, b"\x01" + varint(1024) + b"\x02"), 0, "out-of-range"),  # charging, no
+        (raw_delta(2, b"\x01" + varint(512) + b"\xcc\x01"), 0, "out-of-range"),  # 102 %
         (raw_delta(2, b"\x01\x01\x00"), 0, "malformed"),  # a change of 0
         (raw_delta(2, b"\x01\x01\x02"), 0, None),  # bib 3 one unit further north
         (raw_delta(2, b"\x01\x01\x02\x00"), 0, "trailing"),
