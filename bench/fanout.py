@@ -390,8 +390,9 @@ def _observations(f: dict[str, Any]) -> list[str]:
     if f["frames_per_s_produced_latency_phase"] > 1.2:
         out.append(
             f"the relay produced {f['frames_per_s_produced_latency_phase']:g} frames/s for "
-            "1 Hz riders: fixes committed after the 40 ms coalescing window wait for a "
-            "second frame 500 ms later (the latency tail), and every session pays for both"
+            "1 Hz riders: each second's burst of fixes straggled past its first frame "
+            "(the relay's frame budget sent the stragglers their own), and every session "
+            "pays a datagram for each"
         )
     if f["udp_receive_buffer_drops"]:
         out.append(

@@ -1,10 +1,15 @@
 """Spectator fan-out: one live frame per race per tick to every session, latest wins.
 
 **When frames go out.** GPS receivers fix on the UTC second, so a race's riders arrive
-in one burst: a frame goes out when the burst has ended (no new fix for ``quiet_ms``),
-at most ``coalesce_ms`` after its first fix, never sooner than ``min_interval_ms`` after
-the previous frame, and at least every ``interval_ms`` (default 1 s) even with no news,
-so fix ages keep counting.
+in one burst: a frame goes out when the burst has ended (no new fix for ``quiet_ms``), at
+most ``coalesce_ms`` after its first fix. Fixes that straggle in after that frame get
+another one as soon as their own little burst ends — as long as the race's frame budget
+allows: every frame costs one datagram per session, so a race may have up to
+``max_frames_per_interval`` frames in an ``interval_ms`` while its audience is small, and
+fewer as it grows (``datagrams_per_s`` is what one relay process can send), down to one.
+With no news a heartbeat frame still goes out every ``interval_ms`` (default 1 s), so
+fix ages keep counting; it never fires while news keeps coming, so it cannot use up a
+burst's budget just before the burst.
 
 **What goes out** (see docs/live-frames.md, "Choosing bases"): every ``keyframe_every``
 frames a snapshot becomes the base; the frames between are deltas against it, so a lost
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,15 +49,25 @@ class TickPolicy:
     """When a race's frames are produced."""
 
     interval_ms: int = 1_000
-    """Longest time between two frames."""
-    min_interval_ms: int = 500
+    """Longest time between two frames (the heartbeat, when no news comes)."""
+    min_interval_ms: int = 40
     """Shortest time between two frames."""
-    coalesce_ms: int = 120
+    coalesce_ms: int = 80
     """Longest wait after the first new fix of a burst, to take the burst in one frame."""
-    quiet_ms: int = 20
+    quiet_ms: int = 15
     """A burst has ended when no new fix came for this long."""
     keyframe_every: int = 5
     """A snapshot base every this many frames."""
+    max_frames_per_interval: int = 4
+    """Most frames a race gets in one ``interval_ms`` (a small audience)."""
+    datagrams_per_s: int = 2_000
+    """What one relay process sends comfortably: a race's frame budget is this over its
+    sessions (at least one frame per interval)."""
+
+    def frames_allowed(self, sessions: int) -> int:
+        """Frames per interval for a race watched over ``sessions`` sessions."""
+        affordable = self.datagrams_per_s * self.interval_ms // 1000 // max(1, sessions)
+        return max(1, min(self.max_frames_per_interval, affordable))
 
 
 class SocketClient:
@@ -130,6 +146,9 @@ class RaceChannel:
         """Monotonic ms at which each fix since the last frame arrived (for latency)."""
         self.timer: asyncio.TimerHandle | None = None
         self.burst_started_ms = 0.0
+        self.last_news_ms = 0.0
+        self.recent_frames: deque[float] = deque(maxlen=16)
+        """Monotonic ms of the latest frames (the frame budget)."""
 
     def encode(self, frame: LiveFrame, keyframe_every: int) -> bytes:
         """Encode ``frame`` as a snapshot (a new base) or a delta against the base."""
@@ -243,16 +262,40 @@ class Fanout:
         now = time.monotonic() * 1000
         if len(channel.arrivals) < MAX_ARRIVALS:
             channel.arrivals.append(arrived_ms if arrived_ms is not None else now)
+        channel.last_news_ms = now
         if channel.timer is None:
             channel.burst_started_ms = now
         else:
             channel.timer.cancel()
-        # Wait for the burst to end (quiet for quiet_ms), but no longer than coalesce_ms
-        # after its first fix, and never sooner than min_interval_ms after the last frame.
-        due = min(now + self.policy.quiet_ms, channel.burst_started_ms + self.policy.coalesce_ms)
-        due = max(due, channel.last_frame_ms + self.policy.min_interval_ms)
+        due = self.frame_due(channel, now)
         loop = asyncio.get_running_loop()
         channel.timer = loop.call_later(max(0.0, due - now) / 1000, self.tick, race_id)
+
+    def frame_due(self, channel: RaceChannel, now: float) -> float:
+        """When the race's next frame goes, news having just come at ``now`` (ms).
+
+        When the burst has ended (quiet for quiet_ms), but no later than coalesce_ms after
+        its first fix, and never sooner than min_interval_ms after the last frame; past
+        the race's frame budget, once the oldest frame of it is an interval old.
+        """
+        policy = self.policy
+        due = min(now + policy.quiet_ms, channel.burst_started_ms + policy.coalesce_ms)
+        due = max(due, channel.last_frame_ms + policy.min_interval_ms)
+        allowed = policy.frames_allowed(len(channel.sessions))
+        recent = channel.recent_frames
+        if len(recent) >= allowed:
+            due = max(due, recent[-allowed] + policy.interval_ms)
+        return due
+
+    def heartbeat_due(self, channel: RaceChannel, now: float) -> bool:
+        """Whether a watched race with no news pending needs a frame anyway (its ages)."""
+        interval = self.policy.interval_ms
+        return (
+            bool(channel.sessions or channel.sockets)
+            and channel.timer is None
+            and now - channel.last_frame_ms >= interval
+            and now - channel.last_news_ms >= interval  # else news drives the frames
+        )
 
     def tick(self, race_id: int) -> None:
         """Produce the race's frame now and send it to everyone watching."""
@@ -261,6 +304,7 @@ class Fanout:
             channel.timer.cancel()
             channel.timer = None
         channel.last_frame_ms = time.monotonic() * 1000
+        channel.recent_frames.append(channel.last_frame_ms)
         frame = self.make_frame(race_id, self.clock_ms())
         if frame is None:
             return
@@ -290,6 +334,5 @@ class Fanout:
             await asyncio.sleep(self.policy.interval_ms / 4000)
             now = time.monotonic() * 1000
             for race_id, channel in list(self.channels.items()):
-                due = now - channel.last_frame_ms >= self.policy.interval_ms
-                if due and channel.timer is None and (channel.sessions or channel.sockets):
+                if self.heartbeat_due(channel, now):
                     self.tick(race_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from edge_relay.fanout import RaceChannel, SocketClient
+from edge_relay.fanout import Fanout, RaceChannel, SocketClient, TickPolicy
 from sync_protocol.frames import (
     FrameKind,
     LiveFrame,
@@ -61,3 +61,59 @@ def test_deltas_decode_against_the_last_snapshot_even_after_losses() -> None:
     base = decode_frame(sent[0])
     # lose frames 1..3: frame 4 still decodes against the base
     assert decode_frame(sent[4], base).riders[0].progress_m == 1_040 - 10
+
+
+# -- when frames go out (the decisions, on synthetic times) ---------------------------
+
+
+def fanout(**policy: int) -> Fanout:
+    return Fanout(lambda race_id, now_ms: None, TickPolicy(**policy))
+
+
+def test_a_burst_goes_out_when_it_ends_or_after_the_coalescing_window() -> None:
+    f, channel = fanout(), RaceChannel(7)
+    channel.last_frame_ms, channel.burst_started_ms = 0.0, 10_000.0
+    assert f.frame_due(channel, 10_005.0) == 10_005.0 + f.policy.quiet_ms  # quiet end
+    # news still coming 70 ms in: the window's end wins
+    assert f.frame_due(channel, 10_070.0) == 10_000.0 + f.policy.coalesce_ms
+
+
+def test_stragglers_get_their_own_frame_soon_while_the_audience_is_small() -> None:
+    f, channel = fanout(), RaceChannel(7)
+    channel.recent_frames.extend([10_050.0])
+    channel.last_frame_ms = 10_050.0
+    channel.burst_started_ms = 10_060.0  # a straggler right after the burst's frame
+    # the burst's end, but not sooner than min_interval_ms after the last frame
+    assert f.frame_due(channel, 10_060.0) == 10_050.0 + f.policy.min_interval_ms
+    # and still no more than max_frames_per_interval in an interval
+    channel.recent_frames.extend([10_060.0, 10_100.0, 10_140.0])
+    channel.last_frame_ms = 10_140.0
+    assert f.frame_due(channel, 10_150.0) == 10_050.0 + f.policy.interval_ms
+
+
+def test_a_large_audience_gets_one_frame_per_interval() -> None:
+    policy = TickPolicy()
+    assert policy.frames_allowed(20) == policy.max_frames_per_interval
+    assert policy.frames_allowed(1_000) == 2
+    assert policy.frames_allowed(5_000) == 1
+    assert policy.frames_allowed(0) == policy.max_frames_per_interval
+    f, channel = Fanout(lambda race_id, now_ms: None, policy), RaceChannel(7)
+    channel.sessions = {object() for _ in range(5_000)}  # type: ignore[misc]
+    channel.recent_frames.extend([10_050.0])
+    channel.last_frame_ms = channel.burst_started_ms = 10_050.0
+    # the straggler waits for the next interval: 5,000 datagrams per frame
+    assert f.frame_due(channel, 10_060.0) == 10_050.0 + policy.interval_ms
+
+
+def test_the_heartbeat_never_fires_while_news_keeps_coming() -> None:
+    f, channel = fanout(), RaceChannel(7)
+    channel.sockets.add(SocketClient())
+    channel.last_frame_ms, channel.last_news_ms = 10_000.0, 10_000.0
+    assert not f.heartbeat_due(channel, 10_500.0)  # too soon
+    # a second on, the next burst is due any moment: no frame to spend its budget
+    channel.last_news_ms = 10_990.0
+    assert not f.heartbeat_due(channel, 11_010.0)
+    # no news for a whole interval: fix ages must keep counting
+    channel.last_news_ms = 10_000.0
+    assert f.heartbeat_due(channel, 11_010.0)
+    assert not fanout().heartbeat_due(RaceChannel(8), 99_999.0)  # nobody watching
