@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="500 sessions (~65 s)")
     parser.add_argument("--sessions", type=int, help="WebTransport sessions to open")
     parser.add_argument("--workers", type=int, help="spectator client processes")
+    parser.add_argument(
+        "--relay-workers",
+        type=int,
+        default=0,
+        help="the relay's fan-out worker processes (gruppetto relay --fanout-workers)",
+    )
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     if args.sessions:
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp,
-            servers(Path(tmp), RIDERS, log, profile) as env,
+            servers(Path(tmp), RIDERS, log, profile, max(0, args.relay_workers)) as env,
         ):
             figures, notes = Run(env, scale, log).go()
     except KeyboardInterrupt:
@@ -193,7 +199,13 @@ class Run:
 
         log(f"latency: {LATENCY_SPECTATORS} spectators decoding frames for {scale.latency_s:g} s")
         plan = CrowdPlan(
-            0, env.relay_quic_port, env.race_id, LATENCY_SPECTATORS, LATENCY_SPECTATORS, 10, 30
+            0,
+            env.relay_spectator_port,
+            env.race_id,
+            LATENCY_SPECTATORS,
+            LATENCY_SPECTATORS,
+            10,
+            30,
         )
         latency_crowd = self._crowd([plan], scale.latency_s)
 
@@ -201,7 +213,7 @@ class Run:
         plans = [
             CrowdPlan(
                 worker=w,
-                port=env.relay_quic_port,
+                port=env.relay_spectator_port,
                 race_id=env.race_id,
                 sessions=min(per, scale.sessions - w * per),
                 decoding=scale.decoding_per_worker,
@@ -220,7 +232,7 @@ class Run:
         upload_errors: dict[str, int] = done[2]
         riders.join(timeout=15)
 
-        figures: dict[str, Any] = {"riders": RIDERS}
+        figures: dict[str, Any] = {"riders": RIDERS, "relay_fanout_workers": self.env.relay_workers}
         lat = _latency(sent, latency_crowd)
         figures.update(
             latency_p50_ms=lat["p50"],
@@ -286,10 +298,11 @@ class Run:
         time.sleep(max(0.0, start - time.monotonic()))
         metrics_before = _metrics(self.env.relay_http_port)
         pids = [p.pid or 0 for p in processes]
-        before = (time.monotonic(), _cpu_s(self.env.relay_pid), sum(map(_cpu_s, pids)))
+        relay = _family(self.env.relay_pid)  # with its fan-out workers
+        before = (time.monotonic(), sum(map(_cpu_s, relay)), sum(map(_cpu_s, pids)))
         time.sleep(max(0.0, end - time.monotonic()))
         wall = time.monotonic() - before[0]
-        crowd.relay_cpu_pct = round((_cpu_s(self.env.relay_pid) - before[1]) / wall * 100, 1)
+        crowd.relay_cpu_pct = round((sum(map(_cpu_s, relay)) - before[1]) / wall * 100, 1)
         crowd.clients_cpu_pct = round((sum(map(_cpu_s, pids)) - before[2]) / wall * 100, 1)
         crowd.relay_rss_mb, crowd.relay_peak_rss_mb = _rss_mb(self.env.relay_pid)
         crowd.udp_drops = _udp_receive_drops() - drops_before
@@ -401,7 +414,9 @@ def _observations(f: dict[str, Any]) -> list[str]:
             "RcvbufErrors; the relay's one socket takes every ACK and handshake)"
         )
     if f["relay_cpu_pct"] >= 85:
-        out.append(f"the relay process is CPU-bound ({f['relay_cpu_pct']:g}% of one core)")
+        out.append(
+            f"the relay is CPU-bound ({f['relay_cpu_pct']:g}% of one core, workers included)"
+        )
     if f["clients_loop_lag_p99_ms"] > 50:
         out.append(
             f"client processes lag ({f['clients_loop_lag_p99_ms']:g} ms p99 loop delay): "
@@ -455,6 +470,20 @@ def _get(results: Any, timeout: float, what: str) -> Any:
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _family(pid: int) -> list[int]:
+    """A process and its children (the relay's fan-out workers), from /proc."""
+    out = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
 
 
 def _cpu_s(pid: int) -> float:

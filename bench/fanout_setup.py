@@ -64,6 +64,10 @@ class Servers:
     race_id: int
     relay_pid: int
     relay_quic_port: int
+    relay_spectator_port: int
+    """Where the sessions go: the QUIC port, or the fan-out workers' port."""
+    relay_workers: int
+    """The relay's fan-out worker processes."""
     relay_http_port: int
     cloud_pid: int
     riders: tuple[RiderSpec, ...]
@@ -90,8 +94,11 @@ def circuit() -> Course:
 
 
 @contextlib.contextmanager
-def servers(tmp: Path, riders: int, log: Log, profile: str | None = None) -> Iterator[Servers]:
-    """A cloud, a live race of ``riders`` riders, and a relay serving it."""
+def servers(
+    tmp: Path, riders: int, log: Log, profile: str | None = None, relay_workers: int = 0
+) -> Iterator[Servers]:
+    """A cloud, a live race of ``riders`` riders, and a relay serving it (with
+    ``relay_workers`` fan-out worker processes)."""
     processes: list[subprocess.Popen[bytes]] = []
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
@@ -143,6 +150,8 @@ def servers(tmp: Path, riders: int, log: Log, profile: str | None = None) -> Ite
             "--credential",
             str(credential),
         ]
+        if relay_workers:
+            relay_args += ["--fanout-workers", str(relay_workers)]
         relay_process = _spawn(relay_args, tmp / "relay.log", stdout=True, profile=profile)
         processes.append(relay_process)
         ready = _relay_ready(relay_process, tmp / "relay.log")
@@ -151,6 +160,8 @@ def servers(tmp: Path, riders: int, log: Log, profile: str | None = None) -> Ite
             race_id=race_id,
             relay_pid=relay_process.pid,
             relay_quic_port=int(ready["quic_port"]),
+            relay_spectator_port=int(ready.get("spectator_port") or ready["quic_port"]),
+            relay_workers=relay_workers,
             relay_http_port=int(ready["http_port"]),
             cloud_pid=processes[0].pid,
             riders=tuple(sorted(specs, key=lambda s: s.bib)),

@@ -100,6 +100,21 @@ def _hostport(
     show_default=True,
     help="Seconds an upload may take to arrive before it is reset (half-open uploads).",
 )
+@click.option(
+    "--fanout-workers",
+    type=click.IntRange(0, 64),
+    default=0,
+    show_default=True,
+    help="Extra processes serving WebTransport spectators on their own UDP port "
+    "(--spectator-port): one per spare core for thousands of spectators.",
+)
+@click.option(
+    "--spectator-port",
+    type=click.IntRange(0, 65_535),
+    default=0,
+    show_default=True,
+    help="UDP port the fan-out workers share (0: any free port; /api/info tells).",
+)
 def relay(
     cloud_url: str | None,
     credential_file: Path | None,
@@ -116,6 +131,8 @@ def relay(
     cloud_ca: str | None,
     tick_ms: int,
     request_timeout: float,
+    fanout_workers: int,
+    spectator_port: int,
 ) -> None:
     """Run an edge relay: tracker uploads, live scoring, spectators, forwarding.
 
@@ -123,6 +140,10 @@ def relay(
     WebSocket fallback; everything is stored in DATA/relay.db before it is acked and
     forwarded to the cloud when it is reachable. Without --cloud the relay runs its races
     from the configuration saved on an earlier run.
+
+    With --fanout-workers N, N more processes serve the WebTransport spectators on a UDP
+    port of their own (the browser is told it by /api/info); trackers, scoring and the
+    WebSocket fallback stay in the main process.
 
     Example:
 
@@ -159,5 +180,7 @@ def relay(
         request_timeout_s=request_timeout,
         public_host=public_host,
         name=name,
+        fanout_workers=fanout_workers,
+        spectator_port=spectator_port,
     )
     run(settings)

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sync_protocol.frames import (
     FrameKind,
@@ -165,6 +166,16 @@ class RaceChannel:
         return data
 
 
+class Workers(Protocol):
+    """Other processes' sessions (see :mod:`edge_relay.workers`)."""
+
+    def audience(self, race_id: int) -> int:
+        """Sessions they hold for ``race_id``."""
+
+    def publish(self, race_id: int, frame: bytes) -> None:
+        """Send them a race's frame."""
+
+
 class Fanout:
     """Every race's channel, and the ticking that feeds them."""
 
@@ -181,6 +192,8 @@ class Fanout:
         self.channels: dict[int, RaceChannel] = {}
         self.stats = FanoutStats()
         self._heartbeat: asyncio.Task[None] | None = None
+        self.workers: Workers | None = None
+        """Fan-out worker processes that also send each frame (``--fanout-workers``)."""
 
     def channel(self, race_id: int) -> RaceChannel:
         """The race's channel (created on first use)."""
@@ -281,17 +294,22 @@ class Fanout:
         policy = self.policy
         due = min(now + policy.quiet_ms, channel.burst_started_ms + policy.coalesce_ms)
         due = max(due, channel.last_frame_ms + policy.min_interval_ms)
-        allowed = policy.frames_allowed(len(channel.sessions))
+        allowed = policy.frames_allowed(self.audience(channel))
         recent = channel.recent_frames
         if len(recent) >= allowed:
             due = max(due, recent[-allowed] + policy.interval_ms)
         return due
 
+    def audience(self, channel: RaceChannel) -> int:
+        """WebTransport sessions watching the race, here and on the workers."""
+        workers = self.workers.audience(channel.race_id) if self.workers is not None else 0
+        return len(channel.sessions) + workers
+
     def heartbeat_due(self, channel: RaceChannel, now: float) -> bool:
         """Whether a watched race with no news pending needs a frame anyway (its ages)."""
         interval = self.policy.interval_ms
         return (
-            bool(channel.sessions or channel.sockets)
+            bool(self.audience(channel) or channel.sockets)
             and channel.timer is None
             and now - channel.last_frame_ms >= interval
             and now - channel.last_news_ms >= interval  # else news drives the frames
@@ -310,6 +328,8 @@ class Fanout:
             return
         data = channel.encode(frame, self.policy.keyframe_every)
         self.stats.frames += 1
+        if self.workers is not None:
+            self.workers.publish(race_id, data)
         for session in [s for s in channel.sessions if not s.closed]:
             self._send_datagram(session, data)
         if channel.sockets:

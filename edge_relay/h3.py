@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -348,6 +349,22 @@ class RelayQuicServer(QuicServer):
             del table[cid]
 
 
+UDP_BUFFER_BYTES = 4 * 1024 * 1024
+"""Receive/send buffer asked for a QUIC socket: one tick sends a datagram per session
+and their ACKs come back at once (the kernel caps it at net.core.rmem_max/wmem_max)."""
+
+
+def grow_buffers(sock: socket.socket | None) -> None:
+    """Ask for :data:`UDP_BUFFER_BYTES` of socket buffers (a warning when refused)."""
+    if sock is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+        except OSError as exc:
+            log.warning("UDP buffer size not set", extra={"detail": str(exc)})
+
+
 async def serve_h3(
     host: str,
     port: int,
@@ -355,8 +372,9 @@ async def serve_h3(
     handler: Handler,
     tickets: SessionTickets,
     on_protocol: Callable[[RelayQuicProtocol], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> QuicServer:
-    """Listen on UDP ``host:port`` (port 0: any free port)."""
+    """Listen on UDP ``host:port`` (port 0: any free port), or on the bound ``sock``."""
 
     def create(*args: Any, **kwargs: Any) -> RelayQuicProtocol:
         protocol = RelayQuicProtocol(*args, handler=handler, **kwargs)
@@ -365,13 +383,17 @@ async def serve_h3(
         return protocol
 
     loop = asyncio.get_running_loop()
-    _, server = await loop.create_datagram_endpoint(
-        lambda: RelayQuicServer(
+
+    def factory() -> RelayQuicServer:
+        return RelayQuicServer(
             configuration=configuration,
             create_protocol=create,
             session_ticket_fetcher=tickets.pop,
             session_ticket_handler=tickets.add,
-        ),
-        local_addr=(host, port),
-    )
+        )
+
+    if sock is not None:
+        _, server = await loop.create_datagram_endpoint(factory, sock=sock)
+    else:
+        _, server = await loop.create_datagram_endpoint(factory, local_addr=(host, port))
     return server

@@ -38,13 +38,14 @@ class RelayCollector(Collector):
         spectators = GaugeMetricFamily(
             "gruppetto_relay_spectators", "Spectator sessions", labels=["transport"]
         )
-        spectators.add_metric(["webtransport"], relay.fanout.session_count)
+        spectators.add_metric(["webtransport"], relay.spectator_sessions)
         spectators.add_metric(["websocket"], relay.fanout.socket_count)
         yield spectators
         stats = relay.fanout.stats
         frames = CounterMetricFamily("gruppetto_relay_frames", "Live frames", labels=["sent_as"])
         frames.add_metric(["produced"], stats.frames)
-        frames.add_metric(["datagram"], stats.datagrams)
+        workers = relay.workers.datagrams if relay.workers is not None else 0
+        frames.add_metric(["datagram"], stats.datagrams + workers)
         frames.add_metric(["stream"], stats.stream_frames)
         frames.add_metric(["websocket"], stats.socket_frames)
         yield frames

@@ -34,7 +34,14 @@ from .control import ControlError, command, live_message, verify_official
 from .device_status import AcceptedStatus, RelayStatuses
 from .discovery import Advertiser
 from .fanout import Fanout, TickPolicy
-from .h3 import Response, SessionTickets, WebTransportSession, quic_configuration, serve_h3
+from .h3 import (
+    Response,
+    SessionTickets,
+    WebTransportSession,
+    grow_buffers,
+    quic_configuration,
+    serve_h3,
+)
 from .ingest import RelayIngest, UploadOutcome
 from .live import LiveRaces
 from .races import RelayConfig
@@ -42,6 +49,7 @@ from .settings import RelaySettings
 from .store import Reads, connect
 from .tls import RelayCertificate, ensure_certificate, load_certificate, needs_renewal
 from .uplink import Uplink
+from .workers import FanoutWorkers
 
 log = logging.getLogger("gruppetto.relay")
 
@@ -51,23 +59,6 @@ ROTATION_CHECK_S = 3_600.0
 
 class RelayNotConfigured(RuntimeError):
     """No race configuration yet and no cloud to fetch it from."""
-
-
-UDP_BUFFER_BYTES = 4 * 1024 * 1024
-"""Receive/send buffer asked for the QUIC socket: one tick sends a datagram per session
-and their ACKs come back at once (the kernel caps it at net.core.rmem_max/wmem_max)."""
-
-
-def _grow_buffers(sock: Any) -> None:
-    import socket
-
-    if sock is None:
-        return
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
-        except OSError as exc:
-            log.warning("UDP buffer size not set", extra={"detail": str(exc)})
 
 
 def _now_ms() -> int:
@@ -101,6 +92,8 @@ class Relay:
         self.live = LiveRaces()
         self.fanout = Fanout(self._frame, TickPolicy(interval_ms=settings.tick_ms))
         self.ingest: RelayIngest | None = None
+        self.workers: FanoutWorkers | None = None
+        """Fan-out worker processes (``--fanout-workers``), once started."""
         self.statuses = RelayStatuses(_now_ms)
         if self.config is not None:
             self._apply(self.config)
@@ -124,6 +117,8 @@ class Relay:
             )
         self.advertiser: Advertiser | None = None
         self.quic_port = 0
+        self.spectator_port = 0
+        """Where spectators open WebTransport: the QUIC port, or the workers' port."""
         self.http_port = 0
         self.connections = 0
         self.started_at = time.time()
@@ -154,7 +149,19 @@ class Relay:
         if transport is None:
             raise OSError("the QUIC server did not bind")
         self.quic_port = int(transport.get_extra_info("sockname")[1])
-        _grow_buffers(transport.get_extra_info("socket"))
+        grow_buffers(transport.get_extra_info("socket"))
+        self.spectator_port = self.quic_port
+        if self.settings.fanout_workers:
+            self.workers = FanoutWorkers(
+                self.settings.fanout_workers,
+                self.settings.quic_host,
+                self.settings.spectator_port,
+                (str(self.certificate.cert_path), str(self.certificate.key_path)),
+                self.config.race_ids if self.config else (),
+                self._frames_now,
+            )
+            self.spectator_port = await self.workers.start()
+            self.fanout.workers = self.workers
         from .web import serve_http  # heavy imports only when serving
 
         self.http_port, self._http_task = await serve_http(self)
@@ -178,6 +185,8 @@ class Relay:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.fanout.stop()
+        if self.workers is not None:
+            await self.workers.stop()
         self._quic_server.close()
         self._http_task.cancel()
         await asyncio.gather(self._http_task, return_exceptions=True)
@@ -215,6 +224,7 @@ class Relay:
             "name": self.settings.name,
             "relay_id": self.config.relay_id if self.config else None,
             "quic_port": self.quic_port,
+            "spectator_port": self.spectator_port,
             "http_port": self.http_port,
             "cert_sha256": self.certificate.sha256_hex,
             "self_signed": self.certificate.self_signed,
@@ -223,7 +233,7 @@ class Relay:
             "uplink": self.uplink.status.state if self.uplink else "none",
             "uplink_error": self.uplink.status.last_error if self.uplink else "",
             "trackers": len(self.ingest.inbox.receivers) if self.ingest else 0,
-            "spectators": self.fanout.session_count + self.fanout.socket_count,
+            "spectators": self.spectator_sessions + self.fanout.socket_count,
             "backlog_fixes": self.reads.backlog()[1],
         }
 
@@ -235,7 +245,7 @@ class Relay:
         return {
             "name": self.settings.name,
             "page_url": f"http://{shown}:{self.http_port}/",
-            "webtransport_url": f"https://{shown}:{self.quic_port}/live/",
+            "webtransport_url": f"https://{shown}:{self.spectator_port}/live/",
             "cert_sha256": info["cert_sha256"],
             "self_signed": info["self_signed"],
             "trackers": info["trackers"],
@@ -256,6 +266,22 @@ class Relay:
         else:
             self.ingest.serve(config.race_ids, config.issuer)
         self.live.configure(config)
+        if self.workers is not None:
+            self.workers.races(config.race_ids)
+
+    @property
+    def spectator_sessions(self) -> int:
+        """WebTransport sessions, on this process and its fan-out workers."""
+        workers = self.workers.sessions if self.workers is not None else 0
+        return self.fanout.session_count + workers
+
+    def _frames_now(self) -> list[tuple[int, bytes, bytes]]:
+        """Each race's current base and newest frame (for a fan-out worker starting)."""
+        return [
+            (race_id, c.base_bytes, c.last_bytes)
+            for race_id, c in self.fanout.channels.items()
+            if c.base_bytes
+        ]
 
     def _on_config_doc(self, doc: dict[str, Any]) -> None:
         try:
@@ -310,6 +336,10 @@ class Relay:
         self.quic_config.load_cert_chain(
             str(self.certificate.cert_path), str(self.certificate.key_path)
         )
+        if self.workers is not None:
+            self.workers.certificate(
+                str(self.certificate.cert_path), str(self.certificate.key_path)
+            )
         log.info("certificate rotated", extra={"sha256": self.certificate.sha256_hex})
         if self.advertiser is not None:
             self._tasks.append(asyncio.create_task(self._readvertise()))

@@ -37,6 +37,7 @@ async def _main(settings: RelaySettings) -> None:
     await relay.start()
     ready = {
         "quic_port": relay.quic_port,
+        "spectator_port": relay.spectator_port,
         "http_port": relay.http_port,
         "cert_sha256": relay.certificate.sha256_hex,
         "page": f"http://{settings.http_host}:{relay.http_port}/",

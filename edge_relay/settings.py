@@ -66,6 +66,10 @@ class RelaySettings:
     """An upload whose body has not fully arrived by then is reset."""
     name: str = "relay"
     """Name advertised with zeroconf."""
+    fanout_workers: int = 0
+    """Extra processes serving WebTransport spectators (0: the main process does)."""
+    spectator_port: int = 0
+    """UDP port the fan-out workers share (0: any free port)."""
 
     @property
     def db_path(self) -> Path:

@@ -62,10 +62,9 @@ async function readAll(readable) {
  */
 export function relayTarget(info, raceId, location = globalThis.location) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const port = info.spectator_port || info.quic_port; // fan-out workers have their own
   return {
-    webtransportUrl: info.quic_port
-      ? `https://${location.hostname}:${info.quic_port}/live/${raceId}`
-      : null,
+    webtransportUrl: port ? `https://${location.hostname}:${port}/live/${raceId}` : null,
     websocketUrl: `${scheme}://${location.host}/live/${raceId}`,
     certSha256: info.cert_sha256 || "",
     selfSigned: Boolean(info.self_signed),

@@ -1,0 +1,331 @@
+"""Fan-out worker processes: the relay's spectators spread over every core.
+
+One aioquic process sends about 3,000 datagrams a second here (``bench.fanout``), so a
+relay with thousands of spectators runs ``--fanout-workers N`` processes next to its main
+one. The workers share one UDP *spectator port* (``SO_REUSEPORT``: the kernel keeps each
+connection's packets on one worker) and serve only WebTransport sessions on
+``/live/RACE``; trackers, ingest, scoring and the WebSocket fallback stay in the main
+process, which makes each race's frames once and hands the encoded bytes to every worker
+over a ``SOCK_SEQPACKET`` socket pair (one message per frame: never torn, never blocking
+the main loop — a worker that falls behind misses a frame, as a datagram could).
+
+Messages are msgpack lists. Main → worker: ``["frame", race_id, bytes]`` (a snapshot
+becomes the worker's base for joins), ``["races", [ids]]``, ``["certificate", cert, key]``.
+Worker → main: ``["audience", {race_id: sessions}, datagrams sent]`` twice a second, which the main
+process counts in its frame budget, its heartbeat, ``/api/info`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import multiprocessing
+import re
+import signal
+import socket
+from collections.abc import Callable, Iterable
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+import msgpack
+
+from sync_protocol.frames import FrameKind, fits_datagram, peek_kind
+
+from .h3 import (
+    Response,
+    SessionTickets,
+    WebTransportSession,
+    grow_buffers,
+    quic_configuration,
+    serve_h3,
+)
+
+log = logging.getLogger("gruppetto.relay.workers")
+
+LIVE_PATH = re.compile(r"^/live/(\d+)$")
+MAX_MESSAGE = 1 << 20
+AUDIENCE_EVERY_S = 0.5
+PR_SET_PDEATHSIG = 1
+
+Snapshot = Callable[[], Iterable[tuple[int, bytes, bytes]]]
+"""``(race_id, base, newest frame)`` of every race that has frames (for a new worker)."""
+
+
+def _pack(message: list[Any]) -> bytes:
+    return bytes(msgpack.packb(message, use_bin_type=True))
+
+
+class FanoutWorkers:
+    """The main process's side: start, feed, count and stop the workers."""
+
+    def __init__(
+        self,
+        count: int,
+        host: str,
+        port: int,
+        certificate: tuple[str, str],
+        races: Iterable[int],
+        snapshot: Snapshot,
+    ) -> None:
+        if count < 1:
+            raise ValueError("at least one fan-out worker")
+        self.count = count
+        self.host = host
+        self.port = port
+        """The spectator port (0 until started when asked for any free port)."""
+        self._certificate = certificate
+        self._races = sorted(set(races))
+        self._snapshot = snapshot
+        self._processes: list[SpawnProcess] = []
+        self._sockets: list[socket.socket] = []
+        self._audiences: list[dict[int, int]] = []
+        self._datagrams: list[int] = []
+        self.dropped = 0
+        """Messages a worker was too far behind to take."""
+
+    async def start(self) -> int:
+        """Start the workers on the spectator port; returns it."""
+        if self.port == 0:
+            self.port = _free_udp_port(self.host)
+        context = multiprocessing.get_context("spawn")
+        loop = asyncio.get_running_loop()
+        for index in range(self.count):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            process = context.Process(
+                target=worker_main,
+                args=(theirs, index, self.host, self.port, self._certificate, self._races),
+                name=f"relay-fanout-{index}",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            ours.setblocking(False)
+            self._processes.append(process)
+            self._sockets.append(ours)
+            self._audiences.append({})
+            self._datagrams.append(0)
+            loop.add_reader(ours.fileno(), self._read, index)
+            for race_id, base, last in self._snapshot():
+                self._send(index, ["frame", race_id, base])
+                if last != base:
+                    self._send(index, ["frame", race_id, last])
+        return self.port
+
+    def publish(self, race_id: int, frame: bytes) -> None:
+        """A race's new frame, as sent to the main process's own sessions."""
+        for index in range(len(self._sockets)):
+            self._send(index, ["frame", race_id, frame])
+
+    def races(self, race_ids: Iterable[int]) -> None:
+        """The races served changed."""
+        self._races = sorted(set(race_ids))
+        for index in range(len(self._sockets)):
+            self._send(index, ["races", self._races])
+
+    def certificate(self, cert_path: str, key_path: str) -> None:
+        """The relay's certificate was renewed: new connections use the new one."""
+        self._certificate = (cert_path, key_path)
+        for index in range(len(self._sockets)):
+            self._send(index, ["certificate", cert_path, key_path])
+
+    def audience(self, race_id: int) -> int:
+        """Sessions watching ``race_id`` on the workers."""
+        return sum(a.get(race_id, 0) for a in self._audiences)
+
+    @property
+    def datagrams(self) -> int:
+        """Datagrams the workers have sent (frames to their sessions)."""
+        return sum(self._datagrams)
+
+    @property
+    def sessions(self) -> int:
+        """Sessions on all workers."""
+        return sum(sum(a.values()) for a in self._audiences)
+
+    @property
+    def alive(self) -> int:
+        """Workers running."""
+        return sum(1 for p in self._processes if p.is_alive())
+
+    async def stop(self) -> None:
+        """Stop every worker (they also stop on their own when this process dies)."""
+        loop = asyncio.get_running_loop()
+        for sock in self._sockets:
+            loop.remove_reader(sock.fileno())
+            sock.close()  # the worker sees the end of its socket and exits
+        for process in self._processes:
+            await asyncio.to_thread(process.join, 5)
+            if process.is_alive():
+                process.kill()
+        self._sockets.clear()
+
+    def _send(self, index: int, message: list[Any]) -> None:
+        try:
+            self._sockets[index].send(_pack(message))
+        except (BlockingIOError, ConnectionError, OSError):
+            self.dropped += 1
+
+    def _read(self, index: int) -> None:
+        sock = self._sockets[index]
+        while True:
+            try:
+                data = sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # the worker died: forget its sessions
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+                self._audiences[index] = {}
+                log.error("fan-out worker stopped", extra={"worker": index})
+                return
+            message = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if message[0] == "audience":
+                self._audiences[index] = {int(k): int(v) for k, v in message[1].items()}
+                self._datagrams[index] = int(message[2])
+
+
+def _free_udp_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+# -- in the worker process -----------------------------------------------------------------
+
+
+def worker_main(
+    channel: socket.socket,
+    index: int,
+    host: str,
+    port: int,
+    certificate: tuple[str, str],
+    races: list[int],
+) -> None:
+    """Process entry: serve WebTransport spectators until the main process goes away."""
+    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the relay
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the main process
+    logging.basicConfig(level=logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_Worker(channel, index, races).serve(host, port, certificate))
+
+
+class _Worker:
+    """One worker's sessions and the newest frames of each race."""
+
+    max_body = 1024
+    request_timeout_s = 10.0
+
+    def __init__(self, channel: socket.socket, index: int, races: list[int]) -> None:
+        self.channel = channel
+        self.index = index
+        self.races = set(races)
+        self.sessions: dict[int, set[WebTransportSession]] = {}
+        self.base: dict[int, bytes] = {}
+        self.last: dict[int, bytes] = {}
+        self.done = asyncio.Event()
+        self.server: Any = None
+        self.datagrams = 0
+
+    async def serve(self, host: str, port: int, certificate: tuple[str, str]) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        grow_buffers(sock)
+        sock.bind((host, port))
+        self.server = await serve_h3(
+            host, port, quic_configuration(*certificate), self, SessionTickets(), sock=sock
+        )
+        loop = asyncio.get_running_loop()
+        self.channel.setblocking(False)
+        loop.add_reader(self.channel.fileno(), self._read)
+        counting = asyncio.create_task(self._count())
+        try:
+            await self.done.wait()
+        finally:
+            counting.cancel()
+            self.server.close()
+
+    # -- the Handler protocol of edge_relay.h3 --------------------------------------
+
+    async def request(self, method: str, path: str, body: bytes) -> Response:
+        doc = {"error": "not-found", "message": "this port serves live WebTransport only"}
+        return Response(404, json.dumps(doc).encode())
+
+    def session_opened(self, path: str, session: WebTransportSession) -> bool:
+        match = LIVE_PATH.match(path)
+        if match is None or int(match[1]) not in self.races:
+            return False
+        race_id = int(match[1])
+        self.sessions.setdefault(race_id, set()).add(session)
+        session.state = race_id
+        asyncio.get_running_loop().call_soon(self._welcome, session)
+        return True
+
+    def session_closed(self, session: WebTransportSession) -> None:
+        if isinstance(session.state, int):
+            self.sessions.get(session.state, set()).discard(session)
+
+    def session_message(self, session: WebTransportSession, data: bytes) -> None:
+        base = self.base.get(session.state) if isinstance(session.state, int) else None
+        if base is not None:  # the browser lost its base: a fresh one on a stream
+            session.send_on_stream(base)
+
+    # -- frames ---------------------------------------------------------------------
+
+    def _welcome(self, session: WebTransportSession) -> None:
+        race_id = session.state
+        base, last = self.base.get(race_id), self.last.get(race_id)
+        if base is not None:
+            session.send_on_stream(base)
+            if last is not None and last != base:
+                self.datagrams += _send(session, last)
+
+    def _frame(self, race_id: int, frame: bytes) -> None:
+        if peek_kind(frame) is FrameKind.SNAPSHOT:
+            self.base[race_id] = frame
+        self.last[race_id] = frame
+        for session in [s for s in self.sessions.get(race_id, ()) if not s.closed]:
+            self.datagrams += _send(session, frame)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.channel.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # the main process is gone
+                asyncio.get_running_loop().remove_reader(self.channel.fileno())
+                self.done.set()
+                return
+            message = msgpack.unpackb(data, raw=False)
+            kind = message[0]
+            if kind == "frame":
+                self._frame(int(message[1]), bytes(message[2]))
+            elif kind == "races":
+                self.races = {int(r) for r in message[1]}
+            elif kind == "certificate":
+                self.server._configuration = quic_configuration(message[1], message[2])
+
+    async def _count(self) -> None:
+        while True:
+            audience = {r: sum(1 for s in ss if not s.closed) for r, ss in self.sessions.items()}
+            with contextlib.suppress(BlockingIOError, OSError):
+                self.channel.send(_pack(["audience", audience, self.datagrams]))
+            await asyncio.sleep(AUDIENCE_EVERY_S)
+
+
+def _send(session: WebTransportSession, frame: bytes) -> int:
+    """Send a frame as a datagram (1) or, too big for one, on a stream (0)."""
+    if fits_datagram(frame):
+        session.send_datagram(frame)
+        return 1
+    session.send_on_stream(frame)
+    return 0

@@ -1,0 +1,120 @@
+"""Fan-out worker processes: spectators on their own UDP port, frames from the main one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from sync_protocol.frames import FrameKind, peek_kind
+from tests.cloud.conftest import CloudServer
+from tests.edge_relay.harness import (
+    RelayRider,
+    now_ms,
+    setup_relay_race,
+    start_race,
+    start_relay,
+)
+from tests.edge_relay.test_relay_ingest import configured, upload, wait_for
+from tests.edge_relay.test_relay_live import cloud  # noqa: F401  (the module's cloud)
+from tests.edge_relay.wt import spectator
+
+
+def children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.add(int(entry))
+    return out
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_spectators_on_fan_out_workers_get_the_main_process_frames(
+    cloud: CloudServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    admin, race_id, credential = setup_relay_race(cloud, tmp_path)
+    start = now_ms() - 61_000
+    riders = [
+        RelayRider(cloud, admin, race_id, count=60, offset_m=250.0 * i, start_ms=start)
+        for i in range(3)
+    ]
+    start_race(admin, race_id)
+    relay = start_relay(
+        tmp_path / "relay", cloud, credential, "--tick-ms", "200", "--fanout-workers", "2"
+    )
+    workers: set[int] = set()
+    try:
+        wait_for(lambda: configured(relay, race_id), what="relay configuration")
+        with relay.client() as c:
+            info = c.get("/api/info").json()
+        port = info["spectator_port"]
+        assert port
+        assert port != relay.quic_port
+        workers = children(relay.process.pid)
+        assert len(workers) >= 2  # (plus multiprocessing's resource tracker)
+        for rider in riders:
+            asyncio.run(upload(relay.quic_port, rider, rider.batch(1, 60)))
+
+        async def crowd() -> list[tuple[int, int, bool]]:
+            async def one() -> tuple[int, int, bool]:
+                async with spectator(port, f"/live/{race_id}") as client:
+                    first = await client.next_frame(timeout=20)
+                    await client.next_frame(timeout=20)
+                    on_stream = peek_kind(client.stream_frames[0]) is FrameKind.SNAPSHOT
+                    return len(first.riders), len(client.frames), on_stream
+
+            return await asyncio.gather(*(one() for _ in range(40)))
+
+        seen = asyncio.run(crowd())
+        assert all(riders_shown == 3 for riders_shown, _, _ in seen)
+        assert all(frames >= 2 for _, frames, _ in seen)
+        assert all(on_stream for _, _, on_stream in seen)
+
+        # The main process counts the workers' sessions (frame budget, info, metrics).
+        async def hold() -> int:
+            async with spectator(port, f"/live/{race_id}") as client:
+                await client.next_frame(timeout=20)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    with relay.client() as c:
+                        count = int(c.get("/api/info").json()["spectators"])
+                    if count >= 1:
+                        return count
+                    await asyncio.sleep(0.2)
+                return 0
+
+        assert asyncio.run(hold()) >= 1
+        with relay.client() as c:
+            metrics = c.get("/metrics").text
+        assert 'gruppetto_relay_spectators{transport="webtransport"}' in metrics
+
+        # An unknown race is refused on the workers' port too.
+        async def refused() -> int:
+            async with spectator(port, "/live/999999") as client:
+                return client.status.result()
+
+        assert asyncio.run(refused()) == 404
+    finally:
+        relay.stop(signal.SIGKILL)  # the workers must not outlive a killed relay
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(running(w) for w in workers):
+        time.sleep(0.1)
+    alive = {w for w in workers if running(w)}
+    assert not alive, f"workers outlived the relay: {alive}"
