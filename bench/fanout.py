@@ -2,6 +2,7 @@
 
     python -m bench.fanout --json     # 5,000 WebTransport sessions (a few minutes)
     python -m bench.fanout --quick    # 500 sessions (~65 s, 20 s of it registering racers)
+    python -m bench.fanout --relay-workers 2   # the relay with 2 fan-out worker processes
 
 Starts a real cloud and a real relay (``gruppetto cloud``, ``gruppetto relay``) on
 127.0.0.1, a live race of 50 riders (registered racers with enrolled devices), and runs:
