@@ -11,8 +11,10 @@ the main loop — a worker that falls behind misses a frame, as a datagram could
 
 Messages are msgpack lists. Main → worker: ``["frame", race_id, bytes]`` (a snapshot
 becomes the worker's base for joins), ``["races", [ids]]``, ``["certificate", cert, key]``.
-Worker → main: ``["audience", {race_id: sessions}, datagrams sent]`` twice a second, which the main
-process counts in its frame budget, its heartbeat, ``/api/info`` and ``/metrics``.
+Worker → main: ``["ready"]`` once its port is bound (a worker that cannot bind stops
+the relay's start with an error), then ``["audience", {race_id: sessions}, datagrams
+sent]`` twice a second, which the main process counts in its frame budget, its
+heartbeat, ``/api/info`` and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ log = logging.getLogger("gruppetto.relay.workers")
 LIVE_PATH = re.compile(r"^/live/(\d+)$")
 MAX_MESSAGE = 1 << 20
 AUDIENCE_EVERY_S = 0.5
+READY_TIMEOUT_S = 30.0
+"""How long a worker may take to start and bind the spectator port."""
 PR_SET_PDEATHSIG = 1
 
 Snapshot = Callable[[], Iterable[tuple[int, bytes, bytes]]]
@@ -83,6 +87,7 @@ class FanoutWorkers:
         self._sockets: list[socket.socket] = []
         self._audiences: list[dict[int, int]] = []
         self._datagrams: list[int] = []
+        self._ready: list[asyncio.Future[bool]] = []
         self.dropped = 0
         """Messages a worker was too far behind to take."""
 
@@ -107,7 +112,20 @@ class FanoutWorkers:
             self._sockets.append(ours)
             self._audiences.append({})
             self._datagrams.append(0)
+            self._ready.append(loop.create_future())
             loop.add_reader(ours.fileno(), self._read, index)
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                started = await asyncio.gather(*self._ready)
+        except TimeoutError:
+            started = [f.done() and f.result() for f in self._ready]
+        if not all(started):
+            await self.stop()
+            raise OSError(
+                f"fan-out workers could not serve WebTransport on UDP {self.host}:{self.port} "
+                "(is the port taken? see the relay's log)"
+            )
+        for index in range(self.count):
             for race_id, base, last in self._snapshot():
                 self._send(index, ["frame", race_id, base])
                 if last != base:
@@ -154,8 +172,9 @@ class FanoutWorkers:
         """Stop every worker (they also stop on their own when this process dies)."""
         loop = asyncio.get_running_loop()
         for sock in self._sockets:
-            loop.remove_reader(sock.fileno())
-            sock.close()  # the worker sees the end of its socket and exits
+            if sock.fileno() >= 0:
+                loop.remove_reader(sock.fileno())
+                sock.close()  # the worker sees the end of its socket and exits
         for process in self._processes:
             await asyncio.to_thread(process.join, 5)
             if process.is_alive():
@@ -180,10 +199,14 @@ class FanoutWorkers:
             if not data:  # the worker died: forget its sessions
                 asyncio.get_running_loop().remove_reader(sock.fileno())
                 self._audiences[index] = {}
+                if not self._ready[index].done():
+                    self._ready[index].set_result(False)
                 log.error("fan-out worker stopped", extra={"worker": index})
                 return
             message = msgpack.unpackb(data, raw=False, strict_map_key=False)
-            if message[0] == "audience":
+            if message[0] == "ready" and not self._ready[index].done():
+                self._ready[index].set_result(True)
+            elif message[0] == "audience":
                 self._audiences[index] = {int(k): int(v) for k, v in message[1].items()}
                 self._datagrams[index] = int(message[2])
 
@@ -243,6 +266,7 @@ class _Worker:
         )
         loop = asyncio.get_running_loop()
         self.channel.setblocking(False)
+        self.channel.send(_pack(["ready"]))
         loop.add_reader(self.channel.fileno(), self._read)
         counting = asyncio.create_task(self._count())
         try:

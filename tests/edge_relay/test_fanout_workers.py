@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from pathlib import Path
+
+import pytest
 
 from sync_protocol.frames import FrameKind, peek_kind
 from tests.cloud.conftest import CloudServer
@@ -118,3 +121,23 @@ def test_spectators_on_fan_out_workers_get_the_main_process_frames(
         time.sleep(0.1)
     alive = {w for w in workers if running(w)}
     assert not alive, f"workers outlived the relay: {alive}"
+
+
+def test_a_spectator_port_taken_stops_the_relay_with_a_reason(
+    cloud: CloudServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    _, _, credential = setup_relay_race(cloud, tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))  # without SO_REUSEPORT: nobody may share it
+        port = taken.getsockname()[1]
+        with pytest.raises(AssertionError, match="could not serve WebTransport on UDP"):
+            start_relay(
+                tmp_path / "relay",
+                cloud,
+                credential,
+                "--fanout-workers",
+                "1",
+                "--spectator-port",
+                str(port),
+            )
