@@ -90,7 +90,10 @@ def test_run_rides_the_course_through_a_discovered_relay(event: Event, tmp_path:
         found = asyncio.run(
             find_relays(race_id=event.race_id, timeout_s=10, interfaces=["127.0.0.1"])
         )
-        assert [a.quic_port for a in found] == [relay.quic_port]  # announced, before we ride
+        # Announced before we ride. Other relays on this machine (another cloud's, serving
+        # a race with the same id) may advertise on loopback too: the tracker tries them,
+        # is refused (a certificate from another cloud) and leaves them for this one.
+        assert relay.quic_port in [a.quic_port for a in found]
         data = tmp_path / "tracker"
         tracker_login(event.cloud, new_racer(event.cloud, event.race_id), data)
         args = ["tracker", "run", "--race", str(event.race_id), "--source", "sim"]

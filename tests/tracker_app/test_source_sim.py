@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import statistics
 
 import pytest
@@ -96,6 +97,24 @@ def test_gps_losses_and_coverage_dropouts_happen() -> None:
     quiet, _, _ = ride_it(11, SimSettings(gps_losses_per_hour=0, dropouts_per_hour=0))
     assert all(r.coverage for r in quiet)
     assert all(b.t_ms - a.t_ms <= 1_002 for a, b in itertools.pairwise(quiet))
+
+
+def test_gps_noise_scatters_positions_a_few_metres_around_the_course() -> None:
+    def offsets(settings: SimSettings) -> list[float]:
+        out = []
+        for sample in ride(COURSE, seed=5, settings=settings):
+            lat, lon, _ = COURSE.point_at(sample.distance_m)
+            north = (sample.lat - lat) * 111_195
+            east = (sample.lon - lon) * 111_195 * math.cos(math.radians(lat))
+            out.append(math.hypot(north, east))
+        return out
+
+    noisy = offsets(SimSettings())
+    assert statistics.mean(noisy) > 0.5  # off the line, as a receiver reports ...
+    assert max(noisy) < 15  # ... by a few metres, not a teleport
+    steps = [abs(b - a) for a, b in itertools.pairwise(noisy)]
+    assert statistics.mean(steps) < statistics.mean(noisy)  # correlated, not white noise
+    assert max(offsets(SimSettings(noise_m=0))) < 0.01  # no noise: on the course
 
 
 def test_sim_settings_are_checked() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -67,6 +69,9 @@ def test_fixes_and_state_persist_and_the_sequence_resumes(tmp_path: Path) -> Non
     store = FixStore(path, DEVICE)
     sender = Sender(SenderState.from_bytes(store.state.to_bytes()))
     record(store, sender, 25)
+    with contextlib.closing(sqlite3.connect(path)) as other:  # a WAL, seen by any reader
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("SELECT count(*) FROM fixes").fetchone() == (25,)  # committed
     store.close()
 
     store = FixStore(path, DEVICE)

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from sync_protocol.certificate import DeviceCertificate
 from sync_protocol.chain import extend_all, genesis
 from sync_protocol.sender import Send
 from tests.cloud.conftest import CloudServer
@@ -39,7 +42,7 @@ from tracker_app.account import Account, race_course
 from tracker_app.hops import Backoff, Hop, HopList, Link, wall_ms
 from tracker_app.simulate import SimSettings
 from tracker_app.sources import ManualClock, Reading, open_source
-from tracker_app.store import FixStore
+from tracker_app.store import Budget, FixStore
 from tracker_app.tracker import Tracker, cloud_hop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +155,7 @@ UPLOADER = textwrap.dedent(
     from pathlib import Path
     from tracker_app import account
     from tracker_app.h3client import Endpoint
-    from tracker_app.store import FixStore
+    from tracker_app.store import Budget, FixStore
     from tracker_app.hops import Hop, HopList, Link
     from tracker_app.tracker import Tracker, cloud_hop
 
@@ -272,6 +275,115 @@ def test_a_hop_answering_junk_or_5xx_is_left_for_the_next(race: Race, tmp_path: 
     assert tracker.uploader.failures >= 2
     held = relay_fixes(race.relay, acct.certificate.device_id)
     assert_chain_delivered(tracker, held, 30)
+    tracker.store.close()
+
+
+def test_a_relay_that_takes_the_hello_then_answers_garbage_is_left_for_the_next(
+    race: Race, tmp_path: Path
+) -> None:
+    acct = login(race, tmp_path)
+    device = acct.certificate.device_id
+
+    async def ride() -> tuple[Tracker, list[str]]:
+        async with junk_hop(tmp_path, 200, hello_device=device) as garbling:
+            tracker = make_tracker(acct, tmp_path, garbling.hop, relay_hop(race.relay))
+            await tracker.run(source(readings(30, wall_ms())), drain_s=20)
+            return tracker, garbling.requests
+
+    tracker, asked = asyncio.run(ride())
+    assert asked[:2] == ["/v1/hello", "/v1/batches"]  # a session, then garbage for the upload
+    assert tracker.uploader.failures >= 1
+    assert tracker.uploader.refusals == 0
+    assert tracker.sender.waiting == 0  # nothing counted acked from the garbage ...
+    # ... and the real relay holds every fix once, chain intact.
+    assert_chain_delivered(tracker, relay_fixes(race.relay, device), 30)
+    tracker.store.close()
+
+
+def test_fixes_are_pruned_only_once_the_relay_says_the_cloud_holds_them(
+    race: Race, tmp_path: Path
+) -> None:
+    acct = login(race, tmp_path)
+    device = acct.certificate.device_id
+    budget = Budget(max_bytes=None, max_fixes=1_000, warn_at=0.8, prune_at=0.02)  # from 20
+    store = FixStore(tmp_path / "fixes.db", device, budget)
+    tracker = Tracker(
+        acct,
+        store,
+        HopList(relays=[relay_hop(race.relay)]),
+        backoff=Backoff(base_s=0.05, max_s=0.5),
+        request_timeout_s=5.0,
+    )
+    up, start = tracker.uploader, wall_ms()
+    recorded = [0]
+
+    def ride_on(count: int) -> None:
+        for reading in readings(count, start, first=recorded[0]):
+            assert tracker.recorder.record(reading) is not None
+        recorded[0] += count
+
+    async def ride() -> None:
+        task = asyncio.create_task(up.run())
+        ride_on(30)  # past the pruning threshold, before any hop was heard from
+        up.flush()
+        assert await up.wait_until(lambda: tracker.sender.waiting == 0, 10)
+        assert tracker.sender.state.acked_seq == 30  # the relay holds them all ...
+        assert store.pruned_seq == 0  # ... but the cloud may not: nothing pruned
+        assert store.usage().fixes == 30
+        assert await asyncio.to_thread(cloud_fixes, race, acct, 30) == 30  # forwarded
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while tracker.sender.state.cloud_acked_seq < 30:  # the relay says so with an ack
+            assert loop.time() < deadline, "the relay never told the tracker"
+            ride_on(1)
+            up.flush()
+            assert await up.wait_until(lambda: tracker.sender.waiting == 0, 10)
+        ride_on(1)  # recording makes room: what the cloud holds goes
+        assert await up.wait_until(lambda: tracker.sender.waiting == 0, 10)
+        task.cancel()
+
+    asyncio.run(ride())
+    pruned = store.pruned_seq
+    assert 30 <= pruned <= tracker.sender.state.cloud_acked_seq
+    assert cloud_fixes(race, acct, pruned) >= pruned  # everything pruned is in the cloud
+    assert list(store.held_seqs()) == list(range(pruned + 1, recorded[0] + 1))
+    held = relay_fixes(race.relay, device)
+    assert sorted(held) == list(range(1, recorded[0] + 1))
+    kept = store.fixes(pruned + 1, recorded[0])
+    assert [held[f.seq][0] for f in kept] == kept
+    assert extend_all(store.hash_before(pruned + 1), kept)[-1] == store.state.head_hash
+    store.close()
+
+
+def test_a_certificate_that_expired_mid_race_keeps_every_fix_for_later(
+    race: Race, tmp_path: Path
+) -> None:
+    saved = login(race, tmp_path)
+    cloud_key = load_pem_private_key(
+        (race.cloud.data_dir / "keys" / "cloud-ed25519.pem").read_bytes(), password=None
+    )
+    assert isinstance(cloud_key, Ed25519PrivateKey)
+    now = wall_ms()
+    cert = saved.certificate
+    expired = DeviceCertificate.issue(
+        cloud_key, cert.device_public_key, cert.racer_id, cert.race_ids, now - 7_200_000, now - 1
+    )
+    acct = replace(saved, certificate=expired)  # valid when `run` started, not any more
+    tracker = make_tracker(acct, tmp_path, relay_hop(race.relay))
+
+    async def ride() -> None:
+        up = tracker.uploader
+        task = asyncio.create_task(up.run())
+        for reading in readings(10, now):
+            assert tracker.recorder.record(reading) is not None  # recording goes on
+        assert await up.wait_until(lambda: "expired" in up.last_error, 10), up.last_error
+        task.cancel()
+
+    asyncio.run(ride())
+    assert "log in again" in tracker.uploader.last_error  # says what to do
+    assert tracker.sender.state.acked_seq == 0
+    assert tracker.sender.waiting == 10  # kept for a run after logging in again
+    assert relay_fixes(race.relay, acct.certificate.device_id) == {}
     tracker.store.close()
 
 

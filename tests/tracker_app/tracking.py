@@ -24,7 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sync_protocol.ack import Ack
 from sync_protocol.fix import Fix
+from sync_protocol.upload import HELLO_PATH, HelloReply
 from tests.cloud.conftest import CloudServer, free_udp_port, start_cloud
 from tests.cloud.helpers import PASSWORD, user_client
 from tests.edge_relay.harness import RelayProcess, start_relay
@@ -155,29 +157,40 @@ class JunkHop:
 
 
 class _JunkProtocol(QuicConnectionProtocol):
-    """Answers every HTTP/3 request with ``status`` and a body of junk."""
+    """Answers every HTTP/3 request with ``status`` and a body of junk; with a
+    ``hello_device``, a hello gets a proper reply first (an empty ack for that device)."""
 
     status = 200
     requests: list[str]
+    hello_device: bytes | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.http = H3Connection(self._quic)
+        self.paths: dict[int, str] = {}
 
     def quic_event_received(self, event: QuicEvent) -> None:
         for h3_event in self.http.handle_event(event):
             if isinstance(h3_event, HeadersReceived):
-                self.requests.append(dict(h3_event.headers).get(b":path", b"").decode())
+                path = dict(h3_event.headers).get(b":path", b"").decode()
+                self.requests.append(path)
+                self.paths[h3_event.stream_id] = path
             if isinstance(h3_event, HeadersReceived | DataReceived) and h3_event.stream_ended:
                 stream = h3_event.stream_id
+                body = b"\x93\xffjunk from a broken hop"
+                if self.hello_device is not None and self.paths.get(stream) == HELLO_PATH:
+                    body = HelloReply(Ack(self.hello_device, 0), 0, live_mac=False).encode()
                 self.http.send_headers(stream, [(b":status", str(self.status).encode())])
-                self.http.send_data(stream, b"\x93\xffjunk from a broken hop", end_stream=True)
+                self.http.send_data(stream, body, end_stream=True)
         self.transmit()
 
 
 @asynccontextmanager
-async def junk_hop(tmp_path: Path, status: int = 200) -> AsyncIterator[JunkHop]:
-    """A real aioquic HTTP/3 server on loopback whose every answer is junk (or a 5xx)."""
+async def junk_hop(
+    tmp_path: Path, status: int = 200, *, hello_device: bytes | None = None
+) -> AsyncIterator[JunkHop]:
+    """A real aioquic HTTP/3 server on loopback whose every answer is junk (or a 5xx);
+    with ``hello_device`` it takes that device's hello, then answers uploads with junk."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "junk")])
     now = datetime.datetime.now(datetime.UTC)
@@ -191,7 +204,8 @@ async def junk_hop(tmp_path: Path, status: int = 200) -> AsyncIterator[JunkHop]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = tmp_path / f"junk-{status}.pem", tmp_path / f"junk-{status}.key"
+    label = f"junk-{status}" + ("-after-hello" if hello_device else "")
+    cert_path, key_path = tmp_path / f"{label}.pem", tmp_path / f"{label}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
@@ -203,12 +217,13 @@ async def junk_hop(tmp_path: Path, status: int = 200) -> AsyncIterator[JunkHop]:
     config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
     config.load_cert_chain(cert_path, key_path)
     requests: list[str] = []
-    protocol = type("Junk", (_JunkProtocol,), {"status": status, "requests": requests})
+    attrs = {"status": status, "requests": requests, "hello_device": hello_device}
+    protocol = type("Junk", (_JunkProtocol,), attrs)
     server = await serve("127.0.0.1", 0, configuration=config, create_protocol=protocol)
     port = server._transport.get_extra_info("sockname")[1]
     pin = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
     try:
-        hop = Hop(Link.RELAY, f"junk-{status}", Endpoint("127.0.0.1", port, pin_sha256=pin))
+        hop = Hop(Link.RELAY, label, Endpoint("127.0.0.1", port, pin_sha256=pin))
         yield JunkHop(hop, requests)
     finally:
         server.close()
