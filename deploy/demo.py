@@ -7,7 +7,8 @@ course (``deploy/demo/course.gpx``) with 50 riders each, and one tracker per rid
 (``tracker_app``: login, device key and certificate, a simulated ride of the course,
 signed fixes buffered in SQLite and uploaded over HTTP/3 to the relay), all in this
 process. Prints the URLs and credentials, a progress line while it starts and a status
-line while it runs, and stops everything cleanly on Ctrl-C (or after ``--duration``).
+line while it runs, and stops everything cleanly on Ctrl-C, SIGTERM or SIGHUP (or after
+``--duration``); if the cloud or the relay dies, it stops with the path of its log.
 
 With ``--data DIR`` the state is kept between runs: accounts are reused (their passwords
 are in ``DIR/demo.json``), each run adds two new races, past races stay browsable.
@@ -109,6 +110,8 @@ class Demo:
         self.riders: list[Person] = []
         self.data = options.data_dir.resolve()
         self.steps = 7
+        self.on_the_road = False
+        """Started: a process that stops now has crashed, not failed to start."""
 
     def step(self, n: int, text: str) -> None:
         """A progress line."""
@@ -117,6 +120,13 @@ class Demo:
     async def main(self) -> None:
         """Start everything, run until stopped, stop everything."""
         self.data.mkdir(parents=True, exist_ok=True)
+        # SIGTERM (kill, systemd, timeout) and SIGHUP (a closed terminal) stop the demo like
+        # Ctrl-C does: the cloud and the relay run in their own sessions and would be left
+        # holding their ports otherwise.
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        if task is not None:
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, task.cancel)
         try:
             await self._start()
             await self._ride()
@@ -173,10 +183,15 @@ class Demo:
     def _check_alive(self) -> None:
         for name, process in self.run.processes:
             if process.poll() is not None:
+                hint = (
+                    ""
+                    if self.on_the_road
+                    else " (a port in use? pass --cloud-port 0 --relay-port 0 --page-port 0 "
+                    "to pick free ones)"
+                )
                 raise DemoError(
                     f"the {name} process stopped (exit {process.returncode}); its log is "
-                    f"{self.data / (name + '.log')} (a port in use? pass --cloud-port 0 "
-                    "--relay-port 0 --page-port 0 to pick free ones)"
+                    f"{self.data / (name + '.log')}{hint}"
                 )
 
     def _stop_processes(self) -> None:
@@ -219,6 +234,8 @@ class Demo:
             want = self.options.races * self.options.riders
             while len(self.riders) < want:
                 self.riders.append(self._create(admin, f"rider{len(self.riders) + 1:03d}", "racer"))
+                if len(self.riders) % 20 == 0 or len(self.riders) == want:
+                    self.say(f"      {len(self.riders)}/{want} racer accounts")
         doc = {
             "people": {k: _plain(v) for k, v in self.people.items()},
             "riders": [_plain(r) for r in self.riders],
@@ -358,6 +375,7 @@ class Demo:
 
         o = self.options
         self.step(7, "riders are on the road")
+        self.on_the_road = True
         self._banner()
         lines: dict[str, str] = {}
 
@@ -375,17 +393,21 @@ class Demo:
             await run_tracker(options, lambda line: lines.__setitem__(rider.username, line))
 
         tasks = [asyncio.create_task(ride(i, r)) for i, r in enumerate(self.riders)]
+        riding = asyncio.gather(*tasks)
         status = asyncio.create_task(self._status_loop())
+        watched: set[asyncio.Future[Any]] = {riding, status}
         try:
-            if o.duration_s is None:
-                await asyncio.gather(*tasks)
-            else:
-                await asyncio.wait(tasks, timeout=o.duration_s)
+            done, _ = await asyncio.wait(
+                watched, timeout=o.duration_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for finished in done:
+                finished.result()  # a process that died (DemoError), a tracker that failed
         finally:
+            riding.cancel()
             status.cancel()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, status, return_exceptions=True)
+            await asyncio.gather(riding, *tasks, status, return_exceptions=True)
             self.say("stopping: trackers, relay, cloud")
 
     def _banner(self) -> None:
@@ -403,9 +425,12 @@ class Demo:
         self.say("")
 
     async def _status_loop(self) -> None:
+        """A status line every 10 s; raises DemoError as soon as the cloud or relay dies."""
         async with httpx.AsyncClient(timeout=5) as client:
             while True:
-                await asyncio.sleep(10)
+                for _ in range(10):
+                    await asyncio.sleep(1)
+                    self._check_alive()
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     info = (await client.get(f"{self.run.page_url}api/info")).json()
                     self.say(
@@ -433,5 +458,5 @@ def run_demo(options: DemoOptions, say: Say) -> None:
     demo = Demo(options, say)
     try:
         asyncio.run(demo.main())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C; SIGTERM or SIGHUP
         say("stopped")

@@ -368,9 +368,11 @@ def test_history_bytes_per_fix_match_the_model(tmp_path: Path) -> None:
 
 def test_docs_show_the_commands_real_output() -> None:
     docs = (ROOT / "docs" / "cost.md").read_text()
+    shown_for = set()
     for match in re.finditer(r"```console\n\$ (gruppetto cost [^\n]+)\n(.*?)```", docs, re.S):
         command, shown = match.group(1), match.group(2)
         code, out = run(*command.split()[2:])
         assert code == 0, out
         assert out.strip() == shown.strip(), f"docs/cost.md is out of date for: {command}"
-    assert "gruppetto cost --provider hetzner" in docs
+        shown_for.add(command.split("--provider ")[1].split()[0])
+    assert shown_for == set(PROVIDERS), "docs/cost.md shows the output for every provider"
