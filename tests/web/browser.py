@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,10 +179,31 @@ class RiddenRace:
 def ridden_race(tmp: Path, *, minutes: float = 4.0) -> Iterator[RiddenRace]:
     """A live race on a relay: riders uploading a fix a second, and one gone silent."""
     cloud = start_cloud(tmp / "cloud")
+    try:
+        admin, race_id, credential = setup_relay_race(cloud, tmp)
+        with ride_race(cloud, admin, race_id, credential, tmp, minutes=minutes) as race:
+            yield race
+    finally:
+        cloud.stop()
+
+
+@contextmanager
+def ride_race(
+    cloud: CloudServer,
+    admin: httpx.Client,
+    race_id: int,
+    credential: str,
+    tmp: Path,
+    *,
+    minutes: float = 4.0,
+    go_live: Callable[[], None] | None = None,
+) -> Iterator[RiddenRace]:
+    """Riders registered on a scheduled race with a course, the race put live (by
+    ``go_live``; by default through the API), a relay started with ``credential``, and the
+    riders uploading to it."""
     race: RiddenRace | None = None
     relay: RelayProcess | None = None
     try:
-        admin, race_id, credential = setup_relay_race(cloud, tmp)
         now = now_ms()
         count = HISTORY_S + int(minutes * 60)
         moving = [
@@ -197,7 +218,10 @@ def ridden_race(tmp: Path, *, minutes: float = 4.0) -> Iterator[RiddenRace]:
             for offset in ROAD
         ]
         silent = RelayRider(cloud, admin, race_id, count=20, start_ms=now - 60_000)
-        start_race(admin, race_id)
+        if go_live is None:
+            start_race(admin, race_id)
+        else:
+            go_live()
         relay = start_relay(tmp / "relay", cloud, credential)
         _wait_configured(relay, race_id)
         race = RiddenRace(cloud, admin, race_id, relay, moving, silent)
@@ -209,7 +233,6 @@ def ridden_race(tmp: Path, *, minutes: float = 4.0) -> Iterator[RiddenRace]:
             race.relay.stop()
         elif relay is not None:
             relay.stop()
-        cloud.stop()
 
 
 def _wait_configured(relay: RelayProcess, race_id: int) -> None:

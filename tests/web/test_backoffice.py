@@ -333,6 +333,70 @@ def test_a_racer_is_refused_the_back_office(cloud: CloudServer, open_page: OpenP
     assert (landing.status_code, landing.headers["location"]) == (303, "/watch")
 
 
+def test_an_admin_edits_a_race_moves_it_through_its_states_and_manages_accounts(
+    cloud: CloudServer, admin: httpx.Client, open_page: OpenPage
+) -> None:
+    created = admin.post(
+        "/api/races", json={"name": "Club crit", "starts_at": time.time_ns() // 1_000_000}
+    )
+    race_id = created.json()["id"]
+    page = open_page()
+    log_in(page, cloud, username(admin), PASSWORD, to=f"/admin/races/{race_id}")
+    expect(page).to_have_url(f"{cloud.url}/admin/races/{race_id}")
+
+    # Edit the race while it is scheduled.
+    page.get_by_label("Name", exact=True).fill("Club crit, short loop")
+    page.get_by_label("Riders at most").fill("30")
+    page.get_by_role("button", name="Save changes").click()
+    page.wait_for_timeout(2000)
+    expect(page.locator("#race-name")).to_have_text("Club crit, short loop")
+    expect(page.locator("#details")).to_contain_text(re.compile(r"Riders at most\s*30"))
+    edited = admin.get(f"/api/races/{race_id}").json()
+    assert (edited["name"], edited["max_riders"]) == ("Club crit, short loop", 30)
+
+    # Every state change, each after its confirmation: live, neutralised, live, finished.
+    assert admin.put(f"/api/races/{race_id}/course", content=loop_gpx(2.0)).status_code == 200
+    page.reload()
+    for button, shown in (
+        ("Start the race", "Live"),
+        ("Neutralise", "Neutralised"),
+        ("Resume the race", "Live"),
+        ("Finish the race", "Finished"),
+    ):
+        page.locator("#state-actions").get_by_role("button", name=button).click()
+        page.get_by_role("dialog").get_by_role("button", name=button).click()
+        expect(page.locator("#race-state")).to_have_text(shown)
+    assert admin.get(f"/api/races/{race_id}").json()["state"] == "finished"
+    expect(page.get_by_role("button", name="Publish the results")).to_be_visible()
+
+    # Accounts: change a racer's role, disable them (they cannot log in), enable them.
+    _, user_id = user_client(cloud, "racer")
+    name = next(u["username"] for u in admin.get("/api/users").json() if u["id"] == user_id)
+    page.goto(f"{cloud.url}/admin/users")
+    row = page.locator(f'#users-rows tr[data-user-id="{user_id}"]')
+    row.get_by_label(f"Role of {name}").select_option("spectator")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("racer → spectator")
+    dialog.get_by_role("button", name="Make them spectator").click()
+    row = page.locator(f'#users-rows tr[data-user-id="{user_id}"]')
+    expect(row.get_by_label(f"Role of {name}")).to_have_value("spectator")
+    row.get_by_role("button", name=f"Disable {name}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Disable").click()
+    row = page.locator(f'#users-rows tr[data-user-id="{user_id}"]')
+    expect(row).to_contain_text("disabled")
+    attempt = {"username": name, "password": PASSWORD}
+    with cloud.client() as anonymous:
+        assert anonymous.post("/api/auth/login", json=attempt).status_code in (401, 403)
+    row.get_by_role("button", name=f"Enable {name}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Enable").click()
+    row = page.locator(f'#users-rows tr[data-user-id="{user_id}"]')
+    expect(row).to_contain_text("active")
+    with cloud.client() as anonymous:
+        assert anonymous.post("/api/auth/login", json=attempt).status_code == 200
+    user = next(u for u in admin.get("/api/users").json() if u["id"] == user_id)
+    assert (user["role"], user["disabled"]) == ("spectator", False)
+
+
 PAST_THE_LINE_M = 20.0
 """Riders stop this far past the finish line (a fix exactly on it may round to short)."""
 

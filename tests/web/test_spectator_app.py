@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -578,7 +579,7 @@ def test_an_upcoming_race_without_a_course_or_riders(world: World, open_page: Op
 
 
 def test_a_live_page_may_connect_to_its_relays_and_nowhere_else() -> None:
-    relays = [
+    relays: list[dict[str, Any]] = [
         {
             "status": {
                 "webtransport_url": "https://Relay.example:443/live/",
