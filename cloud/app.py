@@ -1,4 +1,4 @@
-"""The cloud ASGI app: ``create_app(settings, stores)``."""
+"""The cloud ASGI app: ``create_app(settings, stores, bus)``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .auth.accounts import Accounts
 from .auth.middleware import AuthMiddleware
 from .auth.ratelimit import RateLimiter
 from .auth.user_admin import UserAdmin
-from .bus import InProcessBus, seed_from_history
+from .bus import InProcessBus, LiveBus, seed_from_history
 from .control import RaceControl
 from .device_status import DeviceStatuses
 from .direct import DirectUploads
@@ -38,8 +38,15 @@ from .settings import Settings
 from .stores import Stores
 
 
-def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
-    """Build the app; ``stores`` are opened from ``settings`` when not given (and closed)."""
+def create_app(
+    settings: Settings, stores: Stores | None = None, bus: LiveBus | None = None
+) -> Starlette:
+    """Build the app; ``stores`` are opened from ``settings`` when not given (and closed).
+
+    ``bus``: the live bus, an :class:`InProcessBus` (the one-machine default) when not
+    given and then seeded from history; any other :class:`LiveBus` fits (a NATS one for
+    several replicas, which keeps the races' state itself).
+    """
     owned = stores is None
     stores = stores or Stores.open(settings)
 
@@ -76,8 +83,9 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     app.state.stores = stores
     app.state.accounts = account_service
     app.state.user_admin = UserAdmin(account_service, stores.audit)
-    bus = InProcessBus()
-    seed_from_history(bus, stores.races, stores.history)
+    if bus is None:
+        bus = InProcessBus()
+        seed_from_history(bus, stores.races, stores.actions, stores.history)
     app.state.bus = bus
     app.state.races = Races(stores.races, stores.audit, stores.history, bus)
     app.state.control = RaceControl(stores.races, stores.actions, stores.audit, bus)
@@ -88,6 +96,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         stores.devices,
         stores.relays,
         stores.actions,
+        stores.audit,
         settings.device_cert_ttl_s,
         settings.issuer,
     )

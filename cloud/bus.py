@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .history.store import History
+    from .store.actions import ActionStore
     from .store.races import RaceStore
 
 Message = dict[str, Any]
@@ -139,13 +140,19 @@ class InProcessBus:
             return len(state.subscribers) if state else 0
 
 
-def seed_from_history(bus: InProcessBus, races: RaceStore, history: History) -> None:
-    """After a restart, put each live race's latest positions back on the bus."""
+def seed_from_history(
+    bus: LiveBus, races: RaceStore, actions: ActionStore, history: History
+) -> None:
+    """After a restart, put each live race's state back on the bus: its status, the
+    official actions so far and each rider's latest position (batteries are not stored)."""
     for race in races.overview():
         if race["state"] not in ("live", "neutralised"):
             continue
         bibs = {r["rider_id"]: r["bib"] for r in races.start_list(race["id"])}
         bus.publish(race["id"], {"type": "race", "race_id": race["id"], "state": race["state"]})
+        for action in actions.of_race(race["id"]):
+            bib = bibs.get(action["rider_id"], 0)
+            bus.publish(race["id"], {"type": "action", **action, "bib": bib})
         for rider_id, (fix, progress) in history.last_fixes(race["id"]).items():
             bus.publish(
                 race["id"],

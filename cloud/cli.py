@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,8 @@ def cloud(
     Every limit flag has an environment variable (a flag given wins). Also from the
     environment: GRUPPETTO_ACCESS_TTL (access-token lifetime, s, default 900),
     GRUPPETTO_DEVICE_CERT_TTL (device certificate validity, s, default 604800),
-    GRUPPETTO_ISSUER, GRUPPETTO_SECURE_COOKIES.
+    GRUPPETTO_ISSUER, GRUPPETTO_SECURE_COOKIES (true behind a TLS-terminating proxy;
+    default: Secure cookies exactly when this process serves TLS).
 
     Example:
 
@@ -146,7 +148,8 @@ def cloud(
         raise click.UsageError(str(exc)) from None
     if (tls or quic_bind) and certfile is None:
         certfile, keyfile = ensure_self_signed(data_dir)
-    settings = dataclasses.replace(settings, secure_cookies=certfile is not None)
+    if "GRUPPETTO_SECURE_COOKIES" not in os.environ:  # behind a TLS proxy: set it to true
+        settings = dataclasses.replace(settings, secure_cookies=certfile is not None)
     config = hypercorn_config(bind, quic_bind=quic_bind, certfile=certfile, keyfile=keyfile)
     scheme = "https" if certfile else "http"
     click.echo(f"gruppetto cloud: {scheme}://{bind}  data: {data_dir}", err=True)

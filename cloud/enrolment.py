@@ -14,6 +14,7 @@ from .errors import ApiError, bad_request, not_found
 from .keys import CloudKey
 from .races import now_ms
 from .store.actions import ActionStore
+from .store.audit import AuditLog
 from .store.devices import DeviceStore
 from .store.races import RaceStore
 from .store.relays import RelayStore
@@ -50,12 +51,13 @@ class Enrolment:
         devices: DeviceStore,
         relays: RelayStore,
         actions: ActionStore,
+        audit: AuditLog,
         cert_ttl_s: int,
         token_issuer: str,
     ) -> None:
         self.key, self.races, self.devices, self.relays = key, races, devices, relays
         self.token_issuer = token_issuer
-        self.actions = actions
+        self.actions, self.audit = actions, audit
         self.cert_ttl_ms = cert_ttl_s * 1000
 
     def enrol_device(self, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
@@ -82,25 +84,56 @@ class Enrolment:
             "issuer_public_key": base64.b64encode(self.key.public_raw).decode(),
         }
 
-    def enrol_relay(self, data: dict[str, Any]) -> dict[str, Any]:
+    def enrol_relay(self, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
         """Create a relay for some races; the credential is returned this once only."""
         name = text(data, "name", min_len=2, max_len=64) or ""
         race_ids = self._race_ids(data)
         if any(r["name"] == name for r in self.relays.overview()):
             raise ApiError(409, "name-taken", f"a relay named {name!r} exists", {"name": "taken"})
-        relay_id, credential = self.relays.create(name, race_ids, now_ms())
+        t = now_ms()
+        with self.relays.transaction() as conn:
+            relay_id, credential = self.relays.create(name, race_ids, t)
+            self.audit.record(
+                conn,
+                t,
+                who.id,
+                who.name,
+                "relay.create",
+                "relay",
+                relay_id,
+                name=name,
+                race_ids=race_ids,
+            )
         relay = self.relays.get(relay_id)
         assert relay is not None
         return {**relay, "credential": credential}
 
-    def update_relay(self, relay_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        """Change a relay's races or disable it."""
+    def update_relay(self, who: Principal, relay_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Change a relay's races or disable it: all of it, or nothing on a bad field."""
         if self.relays.get(relay_id) is None:
             raise not_found(f"relay {relay_id}")
-        if "race_ids" in data:
-            self.relays.set_races(relay_id, self._race_ids(data))
-        if "disabled" in data:
-            self.relays.set_disabled(relay_id, boolean(data, "disabled", False))
+        unknown = set(data) - {"race_ids", "disabled"}
+        if unknown or not data:
+            raise bad_request("nothing to change", **{k: "unknown field" for k in unknown})
+        race_ids = self._race_ids(data) if "race_ids" in data else None
+        disabled = boolean(data, "disabled", False) if "disabled" in data else None
+        t = now_ms()
+        with self.relays.transaction() as conn:
+            if race_ids is not None:
+                self.relays.set_races(relay_id, race_ids)
+            if disabled is not None:
+                self.relays.set_disabled(relay_id, disabled)
+            changes = {"race_ids": race_ids, "disabled": disabled}
+            self.audit.record(
+                conn,
+                t,
+                who.id,
+                who.name,
+                "relay.update",
+                "relay",
+                relay_id,
+                **{k: v for k, v in changes.items() if v is not None},
+            )
         relay = self.relays.get(relay_id)
         assert relay is not None
         return relay

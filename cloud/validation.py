@@ -13,10 +13,24 @@ from .errors import bad_request
 MAX_JSON_BYTES = 1024 * 1024
 
 
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it proves longer than ``limit`` bytes (the
+    rest is left unread: the auth middleware drains it or closes the connection)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 async def json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or a 400 saying what is wrong with it."""
-    body = await request.body()
-    if len(body) > MAX_JSON_BYTES:
+    body = await read_body(request, MAX_JSON_BYTES)
+    if body is None:
         raise bad_request("request body is too large for JSON", body="at most 1 MiB")
     try:
         value = json.loads(body or b"{}")

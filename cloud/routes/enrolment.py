@@ -40,7 +40,7 @@ async def list_devices(request: Request) -> JSONResponse:
 @requires(Role.ADMIN)
 async def enrol_relay(request: Request) -> JSONResponse:
     """``{"name", "race_ids"}`` → the relay and its credential (shown once)."""
-    result = service(request).enrol_relay(await json_object(request))
+    result = service(request).enrol_relay(caller(request), await json_object(request))
     return JSONResponse(result, status_code=201)
 
 
@@ -54,7 +54,8 @@ async def list_relays(request: Request) -> JSONResponse:
 async def update_relay(request: Request) -> JSONResponse:
     """``{"race_ids"?, "disabled"?}``."""
     relay_id = path_int(request, "relay_id")
-    return JSONResponse(service(request).update_relay(relay_id, await json_object(request)))
+    data = await json_object(request)
+    return JSONResponse(service(request).update_relay(caller(request), relay_id, data))
 
 
 @requires(Role.RELAY)

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from ..auth.principal import Role, acting_for, caller, requires
 from ..errors import bad_request
 from ..races import Races
-from ..validation import json_object, path_int
+from ..validation import json_object, path_int, read_body
 
 EVERYONE = (Role.ADMIN, Role.OFFICIAL, Role.RACER, Role.SPECTATOR)
 MAX_GPX_BYTES = 20 * 1024 * 1024
@@ -81,10 +81,10 @@ async def upload_course(request: Request) -> JSONResponse:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise bad_request("attach the GPX file as the form field 'file'", file="missing")
-            gpx = await upload.read(MAX_GPX_BYTES + 1)
+            gpx: bytes | None = await upload.read(MAX_GPX_BYTES + 1)
     else:
-        gpx = await request.body()
-    if len(gpx) > MAX_GPX_BYTES:
+        gpx = await read_body(request, MAX_GPX_BYTES)
+    if gpx is None or len(gpx) > MAX_GPX_BYTES:
         raise bad_request("the GPX file is larger than 20 MB", file="too-large")
     return JSONResponse(races(request).upload_course(caller(request), race_id, gpx, laps))
 

@@ -42,6 +42,16 @@ def test_results_stats_and_csv_after_a_ridden_race(
     compared = admin.get("/api/races/compare", params={"race_ids": f"{race_id}"}).json()
     assert compared[0]["race_id"] == race_id
     assert admin.get("/api/races/compare", params={"race_ids": "x"}).status_code == 400
+    for path, params in (  # every analytics answer also comes as CSV
+        (f"/api/races/{race_id}/stats", {}),
+        (f"/api/races/{race_id}/summary", {}),
+        (f"/api/riders/{rider.id}/season", {}),
+        ("/api/races/compare", {"race_ids": f"{race_id}"}),
+    ):
+        response = admin.get(path, params={**params, "format": "csv"})
+        assert response.headers["content-type"].startswith("text/csv"), path
+        (row,) = list(csv.DictReader(io.StringIO(response.text)))
+        assert row["race_id" if "race_id" in row else "rider_id"], path
     assert admin.get(f"/api/races/{race_id}/results", params={"format": "xml"}).status_code == 400
     for state in ("live", "finished"):  # finishing seals the race's history
         assert admin.post(f"/api/races/{race_id}/state", json={"state": state}).status_code == 200

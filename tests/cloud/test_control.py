@@ -77,5 +77,7 @@ def test_relays_follow_snapshot_then_stream_and_after_a_restart(tmp_path: Path) 
             snapshot = lines.get(timeout=10)
             assert [(r["rider_id"], r["seq"]) for r in snapshot["riders"]] == [(rider.id, 60)]
             assert snapshot["race"]["state"] == "neutralised"
+            (penalty,) = snapshot["actions"]  # the actions so far, from the system of record
+            assert (penalty["kind"], penalty["seconds"], penalty["bib"]) == ("penalty", 10, 1)
     finally:
         server.stop()

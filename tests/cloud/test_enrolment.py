@@ -74,3 +74,48 @@ def test_relay_enrolment_and_offline_config(cloud_server: CloudServer, admin: ht
     with cloud_server.client(headers={"Authorization": f"Relay {credential}"}) as disabled:
         assert disabled.get("/api/relay/config").status_code == 401
     assert admin.post("/api/relays", json={"name": "x", "race_ids": [999999]}).status_code == 400
+
+
+def test_racers_see_only_their_own_devices(cloud_server: CloudServer, admin: httpx.Client) -> None:
+    (first, first_id), (second, second_id) = (user_client(cloud_server, "racer") for _ in range(2))
+    for racer in (first, second):
+        public = base64.b64encode(public_key_bytes(Ed25519PrivateKey.generate())).decode()
+        assert racer.post("/api/devices", json={"public_key": public}).status_code == 201
+    assert [d["user_id"] for d in first.get("/api/devices").json()] == [first_id]
+    assert [d["user_id"] for d in second.get("/api/devices").json()] == [second_id]
+    everyone = {d["user_id"] for d in admin.get("/api/devices").json()}
+    assert {first_id, second_id} <= everyone
+
+
+def test_relays_get_official_actions_and_relay_changes_are_audited_and_whole(
+    cloud_server: CloudServer, admin: httpx.Client
+) -> None:
+    race_id, other_id = race_with_course(admin), race_with_course(admin)
+    racer, racer_id = user_client(cloud_server, "racer")
+    racer.post(f"/api/races/{race_id}/registrations", json={"bib": 3})
+    action = {"kind": "dns", "rider_id": racer_id, "reason": "did not sign on"}
+    assert admin.post(f"/api/races/{race_id}/actions", json=action).status_code == 201
+    created = admin.post("/api/relays", json={"name": "start-line", "race_ids": [race_id]})
+    relay_id, credential = created.json()["id"], created.json()["credential"]
+    with cloud_server.client(headers={"Authorization": f"Relay {credential}"}) as relay:
+        (race,) = relay.get("/api/relay/config").json()["races"]
+    assert [(a["kind"], a["rider_id"]) for a in race["actions"]] == [("dns", racer_id)]
+
+    url = f"/api/relays/{relay_id}"
+    bad = admin.patch(url, json={"race_ids": [race_id, other_id], "disabled": "yes"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["fields"] == {"disabled": "must be true or false"}
+    unknown = admin.patch(url, json={"race_ids": [other_id], "name": "renamed"})
+    assert unknown.json()["error"]["fields"] == {"name": "unknown field"}
+    (listed,) = [r for r in admin.get("/api/relays").json() if r["id"] == relay_id]
+    assert (listed["race_ids"], listed["disabled"]) == ([race_id], False)  # nothing changed
+    changed = admin.patch(url, json={"race_ids": [race_id, other_id]})
+    assert changed.json()["race_ids"] == [race_id, other_id]
+
+    log = [e for e in admin.get("/api/audit").json() if e["object_type"] == "relay"]
+    mine = [(e["action"], e["detail"]) for e in log if e["object_id"] == relay_id]
+    assert mine == [
+        ("relay.update", {"race_ids": [race_id, other_id]}),
+        ("relay.create", {"name": "start-line", "race_ids": [race_id]}),
+    ]
+    assert credential.split("_", 2)[2] not in str(log)  # never the secret

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from pathlib import Path
 
 import httpx
 
+from cloud.serve import ensure_self_signed
 from tests.cloud.conftest import free_udp_port, start_cloud
 from tests.cloud.h3 import h3_client
 
@@ -39,5 +41,19 @@ def test_http3_and_http2_over_tls_serve_the_same_api(tmp_path: Path) -> None:
             response = https.get("/healthz/live")
             assert response.http_version == "HTTP/2"
             assert response.json() == {"status": "ok"}
+    finally:
+        server.stop()
+
+
+def test_real_certificate_files_are_served_as_given(tmp_path: Path) -> None:
+    cert, key = ensure_self_signed(tmp_path / "pki")  # stands in for an operator's files
+    server = start_cloud(
+        tmp_path / "cloud", "--tls", "--certfile", str(cert), "--keyfile", str(key)
+    )
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert))  # verified, not skipped
+        with httpx.Client(verify=trusted, base_url=server.url) as https:
+            assert https.get("/healthz/live").json() == {"status": "ok"}
+        assert not (tmp_path / "cloud" / "tls").exists()  # none generated
     finally:
         server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,22 @@ from tests.cloud.riders import START_MS, Rider, now_ms, post, setup_race, stored
 __all__ = ["START_MS", "Rider", "now_ms", "post", "setup_race", "stored"]
 
 
+def counted(server: CloudServer) -> dict[str, float]:
+    """The ingest counters of ``/metrics``: ``outcome`` and ``reason`` label values."""
+    with server.client() as client:
+        text = client.get("/metrics").text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for name, label in (("batches", "outcome"), ("rejected", "reason")):
+            prefix = f'gruppetto_ingest_{name}_total{{{label}="'
+            if line.startswith(prefix):
+                value, _, number = line[len(prefix) :].partition('"} ')
+                out[value] = out.get(value, 0) + float(number)
+    return out
+
+
 def test_ingest_verifies_stores_once_and_acks(cloud_server: CloudServer, tmp_path: Path) -> None:
+    before = counted(cloud_server)
     admin, race_id, credential = setup_race(cloud_server, tmp_path)
     rider = Rider(cloud_server, admin, race_id)
     first = post(cloud_server, credential, rider.batch(1, 60), rider.batch(61, 120))
@@ -39,6 +55,11 @@ def test_ingest_verifies_stores_once_and_acks(cloud_server: CloudServer, tmp_pat
     sid = device_id(public_key_bytes(stranger))
     forged = encode_batch(seal(sid, rider.fixes[:5], genesis(sid), key=stranger))
     assert post(cloud_server, credential, forged)[0]["reason"] == "no-certificate"
+    after = counted(cloud_server)  # the module's other tests post nothing meanwhile
+    delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    expected = Counter(["accepted", "accepted", "duplicate", "gap", "no-certificate"])
+    expected.update([bad[0]["reason"], bad[1]["reason"]])  # forgeries counted by reason
+    assert delta == dict(expected)
 
 
 def test_relay_credential_required(cloud_server: CloudServer) -> None:

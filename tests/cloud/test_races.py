@@ -82,6 +82,7 @@ def test_course_upload_and_the_race_state_machine(
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "bad-transition"
     assert admin.patch(url, json={"name": "late edit"}).status_code == 409
+    assert admin.delete(url).json()["error"]["code"] == "race-not-scheduled"
     log = admin.get("/api/audit", params={"race_id": race["id"]}).json()
     assert [e["action"] for e in log][:2] == ["race.state", "race.state"]
     assert log[0]["detail"] == {"old": "finished", "new": "published"}
@@ -106,6 +107,56 @@ def test_registrations_bibs_limit_and_withdrawal(
     spectator, sid = user_client(cloud_server, "spectator")
     assert spectator.post(f"{url}/registrations", json={}).status_code == 403
     assert admin.post(f"{url}/registrations", json={"user_id": sid}).status_code == 400
+
+
+def test_admins_add_and_remove_riders_racers_only_join_open_races(
+    cloud_server: CloudServer, admin: httpx.Client
+) -> None:
+    race = new_race(admin, registration_open=False)
+    url = f"/api/races/{race['id']}"
+    racer, racer_id = user_client(cloud_server, "racer")
+    closed = racer.post(f"{url}/registrations", json={})
+    assert (closed.status_code, closed.json()["error"]["code"]) == (409, "registration-closed")
+    added = admin.post(f"{url}/registrations", json={"user_id": racer_id, "bib": 21})
+    assert added.status_code == 201, added.text
+    assert [(r["bib"], r["rider_id"]) for r in racer.get(f"{url}/riders").json()] == [
+        (21, racer_id)
+    ]
+    assert admin.delete(f"{url}/registrations/{racer_id}").status_code == 204
+    assert admin.get(f"{url}/riders").json() == []
+    log = admin.get("/api/audit", params={"race_id": race["id"]}).json()
+    assert [(e["action"], e["actor"]) for e in log][:2] == [
+        ("registration.remove", admin.get("/api/me").json()["user"]["username"]),
+        ("registration.add", admin.get("/api/me").json()["user"]["username"]),
+    ]
+
+
+def _gpx_points(count: int) -> bytes:
+    points = "".join(f'<trkpt lat="{45 + i * 1e-5:.5f}" lon="6.00000"/>' for i in range(count))
+    return f'<gpx version="1.1"><trk><trkseg>{points}</trkseg></trk></gpx>'.encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "not-xml"),
+        (b"<gpx><trk><trkseg>", "not-xml"),
+        (b'<gpx version="1.1"><wpt lat="45" lon="6"/></gpx>', "no-points"),
+        (b'<kml xmlns="http://www.opengis.net/kml/2.2"></kml>', "not-gpx"),
+        (_gpx_points(200_001), "too-large"),  # over the point limit (a bigger file: 20 MB)
+    ],
+    ids=["empty", "malformed", "no-points", "not-gpx", "too-many-points"],
+)
+def test_a_bad_course_is_a_clear_400_and_changes_nothing(
+    admin: httpx.Client, body: bytes, reason: str
+) -> None:
+    race = new_race(admin)
+    url = f"/api/races/{race['id']}"
+    response = admin.put(f"{url}/course", content=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"file": reason}
+    assert response.json()["error"]["message"]
+    assert admin.get(url).json()["course"] is None
 
 
 def test_roles_guard_race_endpoints(cloud_server: CloudServer, admin: httpx.Client) -> None:

@@ -25,6 +25,7 @@ from cloud.store.users import UserStore
 from deploy.cli import main
 from tests.cloud.conftest import start_cloud
 from tests.cloud.helpers import PASSWORD
+from tests.cloud.riders import setup_race
 
 ADMIN = Principal(1, "root", Role.ADMIN)
 
@@ -196,5 +197,31 @@ def test_changed_limits_take_effect_on_a_running_server(tmp_path: Path) -> None:
         assert other.status_code == 429
         assert other.json()["error"]["code"] == "rate-limited"
         assert "failed logins from this address: at most 5" in other.json()["error"]["message"]
+    finally:
+        server.stop()
+
+
+def test_ingest_rate_and_secure_cookies_behind_a_tls_proxy(tmp_path: Path) -> None:
+    # plain HTTP, as behind a TLS-terminating proxy: the variable still marks cookies Secure
+    server = start_cloud(
+        tmp_path / "cloud", "--ingest-rate", "1", env={"GRUPPETTO_SECURE_COOKIES": "true"}
+    )
+    try:
+        _, _, credential = setup_race(server, tmp_path)
+        relay = server.client(headers={"Authorization": f"Relay {credential}"})
+        assert relay.post("/api/ingest", content=b"").json() == {"results": []}
+        answers = [relay.post("/api/ingest", content=b"") for _ in range(4)]  # 1 per second
+        (limited, *_) = [r for r in answers if r.status_code != 200]
+        assert limited.status_code == 429
+        assert limited.json()["error"]["code"] == "rate-limited"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 2
+
+        anonymous = server.client()
+        body = {"username": "cookie1", "password": PASSWORD, "role": "racer"}
+        assert anonymous.post("/api/auth/register", json=body).status_code == 201
+        login = {"username": "cookie1", "password": PASSWORD, "session": True}
+        cookie = anonymous.post("/api/auth/login", json=login).headers["set-cookie"].lower()
+        assert "secure" in cookie.split("; ")
+        assert "httponly" in cookie.split("; ")
     finally:
         server.stop()
