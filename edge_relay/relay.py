@@ -248,6 +248,7 @@ class Relay:
             "webtransport_url": f"https://{shown}:{self.spectator_port}/live/",
             "cert_sha256": info["cert_sha256"],
             "self_signed": info["self_signed"],
+            "cert_not_after_ms": int(self.certificate.not_after.timestamp() * 1000),
             "trackers": info["trackers"],
             "spectators": info["spectators"],
             "backlog_fixes": info["backlog_fixes"],

@@ -70,6 +70,7 @@ STATUS_FIELDS = {
     "webtransport_url": str,
     "cert_sha256": str,
     "self_signed": bool,
+    "cert_not_after_ms": int,
     "trackers": int,
     "spectators": int,
     "backlog_fixes": int,

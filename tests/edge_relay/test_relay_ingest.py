@@ -17,6 +17,7 @@ from tests.cloud.h3 import h3_client
 from tests.edge_relay.harness import (
     RelayProcess,
     RelayRider,
+    now_ms,
     setup_relay_race,
     start_race,
     start_relay,
@@ -259,6 +260,8 @@ def test_relay_reports_its_health_and_addresses_to_the_cloud(
         assert entry["page_url"] == f"http://127.0.0.1:{relay.http_port}/"
         assert entry["webtransport_url"] == f"https://127.0.0.1:{relay.quic_port}/live/"
         assert entry["cert_sha256"] == relay.cert_sha256
+        days_left = (entry["cert_not_after_ms"] - now_ms()) / 86_400_000
+        assert 10 < days_left <= 13  # its own certificate: ≤ 13 days, renewed 3 days ahead
         assert entry["uplink"] == "up"
         overview = admin.get("/api/relays").json()
         assert any(r["status"] and r["status"]["page_url"] == entry["page_url"] for r in overview)

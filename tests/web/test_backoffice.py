@@ -194,6 +194,7 @@ def test_an_admin_prepares_a_race_and_starts_it(
             "page_url": "http://127.0.0.1:8080/",
             "cert_sha256": cert,
             "self_signed": True,
+            "cert_not_after_ms": int(time.time() * 1000) + 30 * 3_600_000,  # rotation failed?
             "trackers": 1,
             "spectators": 12,
             "backlog_fixes": 345,
@@ -206,6 +207,7 @@ def test_an_admin_prepares_a_race_and_starts_it(
     expect(relay_row).to_contain_text("reporting")
     expect(relay_row).to_contain_text("345")
     expect(relay_row.locator("code")).to_have_attribute("title", cert)
+    expect(relay_row.locator(".expiring")).to_have_text(", expires in 30 h")
     expect(relay_row).to_contain_text("Stage 4")
 
     # Start the race, by keyboard: Cancel has the focus in the confirmation, then Start.

@@ -182,6 +182,7 @@ def test_an_admin_prepares_a_race_its_relay_serves_and_a_spectator_watches(
             expect(relay_row).to_contain_text("reporting")
             expect(relay_row.locator("code")).to_have_attribute("title", race.relay.cert_sha256)
             expect(relay_row).to_contain_text("self-signed")
+            expect(relay_row).to_contain_text(re.compile(r"expires in 1[0-3] days"))
 
             # A spectator watches over WebTransport: riders move, the splits are there.
             wait_for_split(admin, race_id, leader.bib)

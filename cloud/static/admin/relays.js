@@ -57,6 +57,18 @@ function render(relays) {
   rows.replaceChildren(...relays.map(row));
 }
 
+/** ", expires in 9 days"; a warning within 2 days (a relay renews its own 3 days ahead). */
+function expiry(notAfterMs) {
+  if (typeof notAfterMs !== "number") return "";
+  const days = (notAfterMs - Date.now()) / 86_400_000;
+  if (days < 0) return el("strong", { class: "error", text: ", expired" });
+  const text =
+    days < 2
+      ? `, expires in ${Math.max(1, Math.round(days * 24))} h`
+      : `, expires in ${Math.floor(days)} days`;
+  return days < 2 ? el("strong", { class: "expiring", text }) : text;
+}
+
 function row(relay) {
   const s = relay.status || {};
   const name = el("th", { scope: "row" }, relay.name);
@@ -69,6 +81,7 @@ function row(relay) {
         { title: s.cert_sha256, class: "mono" },
         `${s.cert_sha256.slice(0, 16)}…`,
         s.self_signed ? " (self-signed)" : "",
+        expiry(s.cert_not_after_ms),
       )
     : "–";
   const cells = [
