@@ -3,7 +3,8 @@
 The model has three parts:
 
 * **Prices** (:mod:`.pricing`): one TOML file per provider in ``deploy/pricing/``, each
-  price with its source URL and the date it stands for, checked on load.
+  price with its source URL, the date it stands for and the day it was read there (or why
+  it was not re-read), checked on load.
 * **Workload and sizing** (:mod:`.model`): what a race, a spectator and a relay weigh,
   from the design targets and measurements (``tests/deploy/test_cost.py`` measures the
   history's bytes per fix with the real ``cloud.history`` code), and how races and

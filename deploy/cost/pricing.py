@@ -1,8 +1,10 @@
 """Pricing files: one TOML file per provider in ``deploy/pricing/``, checked on load.
 
-Each item has a price (or an hourly one), a unit, the URL it is published at and the date
-it stands for. Anything missing, misspelt or of the wrong type is a :class:`PricingError`
-naming the file and the field: ``deploy/pricing/aws.toml: items.egress.price: ...``.
+Each item has a price (or an hourly one), a unit, the URL it is published at, the date it
+stands for, and either the day it was read at that URL (``read_on``, with the date the page
+itself gives, ``page_date``, when it gives one) or why it was not (``not_read``). Anything
+missing, misspelt or of the wrong type is a :class:`PricingError` naming the file and the
+field: ``deploy/pricing/aws.toml: items.egress.price: ...``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ CENT = Decimal("0.01")
 
 HOURS_PER_MONTH = Decimal(730)
 """Hourly list prices become monthly ones at 730 hours (365 x 24 / 12), as AWS bills."""
+
+PAGE_DATE = r"\d{4}-(0[1-9]|1[0-2])"
+"""A month a page gives as its date, ``YYYY-MM`` (a full date is written as a TOML date)."""
 
 ITEMS: dict[str, str] = {
     "cluster": "Kubernetes control plane",
@@ -65,15 +70,29 @@ class Price:
     price: Decimal
     """Price of one unit a month (hourly prices times :data:`HOURS_PER_MONTH`, to the cent)."""
     source: str
-    """Where the price is published."""
+    """Where the price is published (the page it was read from, when it was read)."""
     as_of: dt.date
-    """The date the price stands for."""
+    """The date the price stands for: the page's own date when it gives one, else the day
+    it was read; for a price not re-read, the date it was last known."""
     base: Decimal = Decimal(0)
     """A monthly fee paid whatever the quantity (object storage's base fee)."""
     included: Decimal = Decimal(0)
     """Units the account gets free each month."""
     included_per_node: Decimal = Decimal(0)
     """Units each server gets free each month (traffic included with a server)."""
+    read_on: dt.date | None = None
+    """The day the price was read at :attr:`source`; ``None`` when it was not re-read."""
+    page_date: str = ""
+    """The date the page itself gives (``YYYY-MM-DD`` or ``YYYY-MM``), when it gives one."""
+    source_note: str = ""
+    """What kind of source it is, e.g. a third-party page where the provider's is not stored."""
+    not_read: str = ""
+    """Why the price was not re-read (empty when :attr:`read_on` is set)."""
+
+    @property
+    def reread(self) -> bool:
+        """Whether the price was read at its source (rather than carried over unread)."""
+        return self.read_on is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +225,17 @@ class _Checker:
             raise self.fail(f"{field}.{key}", f"must be a date (YYYY-MM-DD), got {value!r}")
         return value
 
+    def page_date(self, data: Mapping[str, Any], field: str) -> str:
+        """A page's own date: a TOML date, or ``"YYYY-MM"`` when the page names a month."""
+        value = data.get("page_date")
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value.isoformat()
+        if not isinstance(value, str) or not re.fullmatch(PAGE_DATE, value):
+            raise self.fail(
+                f"{field}.page_date", f'must be a date (YYYY-MM-DD) or "YYYY-MM", got {value!r}'
+            )
+        return value
+
     def provider(self, data: Mapping[str, Any]) -> Provider:
         unknown = sorted(set(data) - {"provider", "layout", "items"})
         if unknown:
@@ -239,21 +269,38 @@ class _Checker:
     def price(self, items: Mapping[str, Any], key: str) -> Price:
         field = f"items.{key}"
         known = {"service", "unit", "price", "hourly", "base", "included", "included_per_node"}
-        item = self.table(items, key, known | {"source", "as_of"}, "items.")
+        provenance = {"source", "as_of", "read_on", "page_date", "source_note", "not_read"}
+        item = self.table(items, key, known | provenance, "items.")
         if ("price" in item) == ("hourly" in item):
             raise self.fail(field, "give exactly one of price (per unit a month) or hourly")
+        if ("read_on" in item) == ("not_read" in item):
+            raise self.fail(
+                field,
+                "give exactly one of read_on (the day the price was read at source) "
+                "or not_read (why it was not)",
+            )
+        if "page_date" in item and "read_on" not in item:
+            raise self.fail(f"{field}.page_date", "only with read_on (a page that was read)")
         if "hourly" in item:
             hourly = self.number(item, field, "hourly")
             monthly = (hourly * HOURS_PER_MONTH).quantize(CENT, ROUND_HALF_UP)
         else:
             monthly = self.number(item, field, "price")
+        as_of = self.date(item, field, "as_of")
+        read_on = self.date(item, field, "read_on") if "read_on" in item else None
+        if read_on is not None and as_of > read_on:
+            raise self.fail(f"{field}.as_of", f"{as_of} is after read_on ({read_on})")
         return Price(
             service=self.text(item, field, "service"),
             unit=self.text(item, field, "unit", r"^[A-Za-z][\w-]*$"),
             price=monthly,
             source=self.text(item, field, "source", r"^https://[^\s/]+\.[^\s]+$"),
-            as_of=self.date(item, field, "as_of"),
+            as_of=as_of,
             base=self.number(item, field, "base", 0),
             included=self.number(item, field, "included", 0),
             included_per_node=self.number(item, field, "included_per_node", 0),
+            read_on=read_on,
+            page_date=self.page_date(item, field) if "page_date" in item else "",
+            source_note=self.text(item, field, "source_note") if "source_note" in item else "",
+            not_read=self.text(item, field, "not_read") if "not_read" in item else "",
         )
