@@ -1,12 +1,15 @@
 """Spectator fan-out: one live frame per race per tick to every session, latest wins.
 
 **When frames go out.** GPS receivers fix on the UTC second, so a race's riders arrive
-in one burst: a frame goes out when the burst has ended (no new fix for ``quiet_ms``), at
-most ``coalesce_ms`` after its first fix. Fixes that straggle in after that frame get
-another one as soon as their own little burst ends — as long as the race's frame budget
-allows: every frame costs one datagram per session, so a race may have up to
-``max_frames_per_interval`` frames in an ``interval_ms`` while its audience is small, and
-fewer as it grows (``datagrams_per_s`` is what one relay process can send), down to one.
+in one burst: a frame goes out when the burst has ended (no new fix for ``quiet_ms``), or
+while it goes on, once its first fix has waited the coalescing window. Every frame costs
+one datagram per session, so a race has a frame budget: up to ``max_frames_per_interval``
+frames in an ``interval_ms`` while its audience is small, fewer as it grows
+(``datagrams_per_s`` is what one relay process can send), down to one. The window
+stretches as the budget shrinks — ``coalesce_ms`` with the whole budget, twice that with
+half of it, and so on — so a small audience sees a long burst in a few frames, each fix
+waiting at most the window, and a large one gets the burst whole in its one frame.
+Fixes that straggle in after a frame get another as soon as the budget allows.
 With no news a heartbeat frame still goes out every ``interval_ms`` (default 1 s), so
 fix ages keep counting; it never fires while news keeps coming, so it cannot use up a
 burst's budget just before the burst.
@@ -51,15 +54,18 @@ class TickPolicy:
 
     interval_ms: int = 1_000
     """Longest time between two frames (the heartbeat, when no news comes)."""
-    min_interval_ms: int = 40
+    min_interval_ms: int = 30
     """Shortest time between two frames."""
-    coalesce_ms: int = 80
-    """Longest wait after the first new fix of a burst, to take the burst in one frame."""
-    quiet_ms: int = 15
+    coalesce_ms: int = 30
+    """Longest wait after a burst's first new fix while the whole frame budget is there
+    (it doubles each time the budget halves, up to ``max_coalesce_ms``)."""
+    max_coalesce_ms: int = 250
+    """Longest coalescing window (the budget is one frame: take the whole burst)."""
+    quiet_ms: int = 12
     """A burst has ended when no new fix came for this long."""
     keyframe_every: int = 5
     """A snapshot base every this many frames."""
-    max_frames_per_interval: int = 4
+    max_frames_per_interval: int = 8
     """Most frames a race gets in one ``interval_ms`` (a small audience)."""
     datagrams_per_s: int = 2_000
     """What one relay process sends comfortably: a race's frame budget is this over its
@@ -69,6 +75,11 @@ class TickPolicy:
         """Frames per interval for a race watched over ``sessions`` sessions."""
         affordable = self.datagrams_per_s * self.interval_ms // 1000 // max(1, sessions)
         return max(1, min(self.max_frames_per_interval, affordable))
+
+    def coalesce_for(self, allowed: int) -> float:
+        """The coalescing window with a budget of ``allowed`` frames per interval."""
+        stretch = self.max_frames_per_interval / max(1, allowed)
+        return min(float(self.max_coalesce_ms), self.coalesce_ms * stretch)
 
 
 class SocketClient:
@@ -287,14 +298,16 @@ class Fanout:
     def frame_due(self, channel: RaceChannel, now: float) -> float:
         """When the race's next frame goes, news having just come at ``now`` (ms).
 
-        When the burst has ended (quiet for quiet_ms), but no later than coalesce_ms after
-        its first fix, and never sooner than min_interval_ms after the last frame; past
-        the race's frame budget, once the oldest frame of it is an interval old.
+        When the burst has ended (quiet for quiet_ms), but no later than the coalescing
+        window after its first fix, and never sooner than min_interval_ms after the last
+        frame; past the race's frame budget, once the oldest frame of it is an interval
+        old.
         """
         policy = self.policy
-        due = min(now + policy.quiet_ms, channel.burst_started_ms + policy.coalesce_ms)
-        due = max(due, channel.last_frame_ms + policy.min_interval_ms)
         allowed = policy.frames_allowed(self.audience(channel))
+        window = policy.coalesce_for(allowed)
+        due = min(now + policy.quiet_ms, channel.burst_started_ms + window)
+        due = max(due, channel.last_frame_ms + policy.min_interval_ms)
         recent = channel.recent_frames
         if len(recent) >= allowed:
             due = max(due, recent[-allowed] + policy.interval_ms)

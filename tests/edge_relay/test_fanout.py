@@ -86,9 +86,10 @@ def test_stragglers_get_their_own_frame_soon_while_the_audience_is_small() -> No
     # the burst's end, but not sooner than min_interval_ms after the last frame
     assert f.frame_due(channel, 10_060.0) == 10_050.0 + f.policy.min_interval_ms
     # and still no more than max_frames_per_interval in an interval
-    channel.recent_frames.extend([10_060.0, 10_100.0, 10_140.0])
-    channel.last_frame_ms = 10_140.0
-    assert f.frame_due(channel, 10_150.0) == 10_050.0 + f.policy.interval_ms
+    budget = f.policy.max_frames_per_interval
+    channel.recent_frames.extend(10_060.0 + 40 * i for i in range(budget - 1))
+    channel.last_frame_ms = channel.recent_frames[-1]
+    assert f.frame_due(channel, channel.last_frame_ms + 10) == 10_050.0 + f.policy.interval_ms
 
 
 def test_a_large_audience_gets_one_frame_per_interval() -> None:
@@ -103,6 +104,21 @@ def test_a_large_audience_gets_one_frame_per_interval() -> None:
     channel.last_frame_ms = channel.burst_started_ms = 10_050.0
     # the straggler waits for the next interval: 5,000 datagrams per frame
     assert f.frame_due(channel, 10_060.0) == 10_050.0 + policy.interval_ms
+
+
+def test_the_coalescing_window_stretches_as_the_frame_budget_shrinks() -> None:
+    policy = TickPolicy(coalesce_ms=30, max_frames_per_interval=8, max_coalesce_ms=250)
+    assert policy.coalesce_for(8) == 30  # a small audience: a long burst in several frames
+    assert policy.coalesce_for(4) == 60
+    assert policy.coalesce_for(2) == 120
+    assert policy.coalesce_for(1) == 240  # one frame a second: the burst whole in it
+    assert TickPolicy(max_coalesce_ms=100).coalesce_for(1) == 100
+    f, channel = Fanout(lambda race_id, now_ms: None, policy), RaceChannel(7)
+    channel.sessions = {object() for _ in range(5_000)}  # type: ignore[misc]
+    channel.burst_started_ms = 10_000.0
+    # fixes still arriving 100 ms into the burst: the frame waits for its end
+    assert f.frame_due(channel, 10_100.0) == 10_100.0 + policy.quiet_ms
+    assert f.frame_due(channel, 10_235.0) == 10_000.0 + 240
 
 
 def test_the_heartbeat_never_fires_while_news_keeps_coming() -> None:
