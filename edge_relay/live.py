@@ -3,9 +3,9 @@
 Feeds each scorer from three sources — the configuration (course, start list, state and
 actions, refreshed from the cloud or restored from the store), fixes and trackers'
 battery statuses verified here, and the cloud's live stream (riders on other relays and
-their batteries, officials' actions, state changes) — and hands out frames, standings and
-alerts. Every input is idempotent: actions carry the official's ``action_id``, and an
-older fix (or battery status) never moves a rider.
+their batteries, officials' actions, state changes) — and hands out frames, standings,
+alerts and checkpoint splits. Every input is idempotent: actions carry the official's
+``action_id``, and an older fix (or battery status) never moves a rider.
 """
 
 from __future__ import annotations
@@ -195,6 +195,49 @@ class LiveRaces:
         """What officials should look at."""
         scorer = self.scorers.get(race_id)
         return [] if scorer is None else [_plain(a) for a in scorer.alerts(now_ms)]
+
+    def splits(self, race_id: int) -> dict[str, Any]:
+        """Checkpoint splits as JSON-friendly data: each line of the course, in course order.
+
+        A line is a checkpoint (a climb's foot) or a climb's top (``top``), with its
+        ``arrivals`` in order: ``position``, ``rider_id``, ``bib``, ``name``, ``t_ms`` (the
+        crossing, interpolated between two fixes), ``gap_ms`` to the first rider across and
+        ``elapsed_ms`` since the race's start (None while it has not started). A race with
+        no course has ``course`` False and no lines. No clock: passages are what fixes
+        already showed.
+        """
+        scorer = self.scorers.get(race_id)
+        course = None if scorer is None else scorer.course
+        out: dict[str, Any] = {
+            "race_id": race_id,
+            "status": None if scorer is None else scorer.race_status.name.lower(),
+            "start_ms": None if scorer is None else scorer.start_ms,
+            "course": course is not None,
+            "checkpoints": [],
+        }
+        if scorer is None or course is None:
+            return out
+        lines = [(cp.distance_m, cp.name, False, cp.kind) for cp in course.checkpoints]
+        lines += [
+            (cp.end_m, cp.name, True, cp.kind) for cp in course.checkpoints if cp.end_m is not None
+        ]
+        start = scorer.start_ms
+        for distance, name, top, kind in sorted(lines):
+            arrivals = [
+                {
+                    "position": a.order,
+                    "rider_id": a.rider_id,
+                    "bib": a.bib,
+                    "name": a.name,
+                    "t_ms": a.t_ms,
+                    "gap_ms": a.gap_ms,
+                    "elapsed_ms": None if start is None else a.t_ms - start,
+                }
+                for a in scorer.arrivals(name, top=top)
+            ]
+            line = {"name": name, "kind": kind, "distance_m": distance, "top": top}
+            out["checkpoints"].append(line | {"arrivals": arrivals})
+        return out
 
 
 def _course_key(race: RaceInfo) -> Any:

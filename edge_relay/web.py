@@ -6,6 +6,7 @@
 | `GET /api/info` | relay name, races, QUIC port, certificate hash, uplink state |
 | `GET /api/races/{id}/standings` | the live leaderboard as JSON (console, tests) |
 | `GET /api/races/{id}/alerts` | what officials should look at |
+| `GET /api/races/{id}/splits` | checkpoint splits: each line's arrivals, first first |
 | `POST /api/races/{id}/actions`, `.../state` | race control while the cloud is away |
 | `GET /api/races/{id}/control` | commands taken here and whether the cloud has them |
 | `WS /live/{id}` | live frames as binary messages, newest only (WebTransport fallback) |
@@ -72,6 +73,12 @@ def create_app(relay: Relay) -> Starlette:
             return rid
         return JSONResponse(relay.live.alerts(rid, relay.fanout.clock_ms()))
 
+    async def splits(request: Request) -> JSONResponse:
+        rid = race_id(request)
+        if isinstance(rid, JSONResponse):
+            return rid
+        return JSONResponse(relay.live.splits(rid))
+
     async def control(request: Request) -> JSONResponse:
         rid = int(request.path_params["race_id"])
         kind = "action" if request.url.path.endswith("/actions") else "state"
@@ -137,6 +144,7 @@ def create_app(relay: Relay) -> Starlette:
         Route("/api/info", info),
         Route("/api/races/{race_id:int}/standings", standings),
         Route("/api/races/{race_id:int}/alerts", alerts),
+        Route("/api/races/{race_id:int}/splits", splits),
         Route("/api/races/{race_id:int}/actions", control, methods=["POST"]),
         Route("/api/races/{race_id:int}/state", control, methods=["POST"]),
         Route("/api/races/{race_id:int}/control", commands),

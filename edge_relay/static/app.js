@@ -1,5 +1,6 @@
 // The spectator page: the relay's races, then one race live — the course with every
-// rider on it, the leaderboard, the groups, the elevation profile and how fresh it is.
+// rider on it, the leaderboard, the groups, the elevation profile, the checkpoint splits
+// and how fresh it is.
 
 import {
   NO_FIX_S,
@@ -15,6 +16,7 @@ import {
 } from "/static/shared/board.js";
 import { CourseGeometry, fitProjection } from "/static/shared/course.js";
 import { LiveFeed, WEBSOCKET, WEBTRANSPORT, relayTarget } from "/static/shared/live.js";
+import { linesPassed, renderSplits } from "/static/shared/splits.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -23,6 +25,12 @@ const MAP_MARGIN = 40;
 const PROFILE_W = 1000;
 const PROFILE_H = 200;
 const STANDINGS_EVERY_MS = 5000;
+// Splits are fetched when a frame shows a rider past a line they were not past at the last
+// fetch (at most every SPLITS_MIN_MS, spread over up to SPLITS_JITTER_MS so a crowd of
+// pages does not ask at the same instant), and every SPLITS_EVERY_MS for late passages.
+const SPLITS_EVERY_MS = 15000;
+const SPLITS_MIN_MS = 2000;
+const SPLITS_JITTER_MS = 1000;
 const RACES_EVERY_MS = 15000;
 const LATE_S = 5; // no frame for this long: say so
 const GROUP_BIBS_SHOWN = 12;
@@ -41,6 +49,13 @@ const app = {
   frameAt: 0,
   names: new Map(),
   standingsGroups: [],
+  splits: null, // the last GET /api/races/{id}/splits
+  splitsJson: "", // its lines as JSON
+  splitsKey: "", // what the splits panel shows (skip redraws that change nothing)
+  splitsSeen: -1, // linesPassed() of the frame current when they were asked for
+  splitsAt: -Infinity, // performance.now() of the last request
+  splitsPending: false,
+  splitsOpen: new Set(), // lines whose every arrival is shown
   feed: null,
   timers: [],
   selected: null,
@@ -145,12 +160,16 @@ async function openRace(raceId) {
       app.frame = frame;
       app.frameAt = performance.now();
       render();
+      if (app.splits && linesPassed(frame, splitDistances()) !== app.splitsSeen) {
+        requestSplits(raceId);
+      }
     },
     onState: renderConnection,
   });
   app.feed.start();
   app.timers.push(setInterval(render, 1000));
   pollStandings(raceId);
+  pollSplits(raceId);
 }
 
 function leaveRace() {
@@ -161,6 +180,10 @@ function leaveRace() {
   Object.assign(app, { raceId: null, frame: null, courseKey: null, selected: null });
   app.names = new Map();
   app.standingsGroups = [];
+  Object.assign(app, { splits: null, splitsJson: "", splitsKey: "", splitsSeen: -1 });
+  Object.assign(app, { splitsAt: -Infinity, splitsPending: false, splitsOpen: new Set() });
+  $("splits").replaceChildren();
+  setText($("splits-note"), "Loading the splits…");
   for (const map of [app.rows, app.mapDots, app.profileDots]) {
     for (const node of map.values()) node.remove();
     map.clear();
@@ -180,6 +203,64 @@ async function pollStandings(raceId) {
     setText($("board-note"), `Names are not available right now (${error.message}).`);
   }
   app.timers.push(setTimeout(() => pollStandings(raceId), STANDINGS_EVERY_MS));
+}
+
+// -- checkpoint splits --------------------------------------------------------------
+
+function splitDistances() {
+  return app.splits ? app.splits.checkpoints.map((line) => line.distance_m) : [];
+}
+
+function pollSplits(raceId) {
+  if (app.raceId !== raceId) return;
+  loadSplits(raceId);
+  app.timers.push(setTimeout(() => pollSplits(raceId), SPLITS_EVERY_MS));
+}
+
+/** A fetch soon: after SPLITS_MIN_MS since the last one, plus jitter; one at a time. */
+function requestSplits(raceId) {
+  if (app.splitsPending) return;
+  app.splitsPending = true;
+  const wait = Math.max(0, app.splitsAt + SPLITS_MIN_MS - performance.now());
+  app.timers.push(setTimeout(() => loadSplits(raceId), wait + Math.random() * SPLITS_JITTER_MS));
+}
+
+async function loadSplits(raceId) {
+  if (app.raceId !== raceId) return;
+  app.splitsPending = true;
+  app.splitsAt = performance.now();
+  const frame = app.frame; // what the answer will be compared with
+  try {
+    const splits = await fetchJson(`/api/races/${raceId}/splits`);
+    if (app.raceId !== raceId) return;
+    app.splits = splits;
+    app.splitsJson = JSON.stringify(splits.checkpoints);
+    app.splitsSeen = frame ? linesPassed(frame, splitDistances()) : -1;
+    drawSplits();
+  } catch (error) {
+    if (app.raceId !== raceId) return;
+    setText($("splits-note"), `The splits are not available right now (${error.message}).`);
+  } finally {
+    if (app.raceId === raceId) app.splitsPending = false;
+  }
+}
+
+function drawSplits() {
+  const splits = app.splits;
+  if (!splits) return;
+  // "N of M riders through": M is everyone in the race but non-starters.
+  const frame = app.frame;
+  const riders = frame ? frame.riders.filter((r) => riderStatusName(r) !== "dns").length : null;
+  const key = `${riders}|${[...app.splitsOpen].join("\n")}|${app.splitsJson}`;
+  if (key === app.splitsKey) return;
+  app.splitsKey = key;
+  const box = $("splits");
+  renderSplits(box, splits, { riders, expanded: app.splitsOpen, onToggle: drawSplits });
+  box.hidden = !splits.checkpoints.length;
+  let note = "";
+  if (!splits.course) note = "This race has no course yet, so there is nothing to time.";
+  else if (!splits.checkpoints.length) note = "This course has no checkpoints.";
+  setText($("splits-note"), note);
 }
 
 // -- the course ---------------------------------------------------------------------
@@ -308,6 +389,7 @@ function render() {
   renderBoard(lines);
   renderMarkers(lines);
   renderGroups(frame);
+  drawSplits();
 }
 
 function renderConnection(state) {

@@ -2,21 +2,24 @@
 
 A real cloud and relay on loopback, riders uploading a fix a second over HTTP/3 (see
 ``tests/web/browser.py``), and the page the relay serves: over WebTransport, over the
-WebSocket when the browser has no WebTransport or it fails, and through a relay restart.
+WebSocket when the browser has no WebTransport or it fails, and through a relay restart;
+the checkpoint splits panel filling as riders cross the course's lines.
 Screenshots go to the test's tmp dir (and to docs/img/ with GRUPPETTO_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.cloud.conftest import free_udp_port
-from tests.web.browser import RiddenRace, open_browser, ridden_race, screenshot
+from tests.cloud.conftest import free_udp_port, start_cloud
+from tests.edge_relay.harness import setup_relay_race
+from tests.web.browser import RiddenRace, open_browser, ride_race, screenshot
 
 WAIT_MS = 20_000
 """How long a wait for the page may take before the test fails (a deadline, not a
@@ -60,11 +63,32 @@ def webtransport_to(port: int) -> str:
     """
 
 
+CHECKPOINTS = [
+    {"name": "Sprint", "kind": "sprint", "distance_m": 1500.0},
+    {"name": "Côte", "kind": "climb", "distance_m": 2000.0, "end_m": 2600.0},
+    {"name": "Feed", "kind": "feed", "distance_m": 3400.0},
+]
+"""The circuit's lines. The riders (``tests/web/browser.py``: from 1,000, 985, 700, 690
+and 400 m, at 10 m/s, 90 s before the page opens, for 330 s) cross one of them every
+half-minute or sooner until the end, so a page open in between sees the splits fill."""
+LINES = ["Sprint", "Côte", "Côte — top", "Feed"]
+"""The splits panel's sections: every checkpoint and the climb's top, in course order."""
+
+
 @pytest.fixture(scope="module")
 def race(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RiddenRace]:
-    with ridden_race(tmp_path_factory.mktemp("web")) as ridden:
-        yield ridden
-        assert not ridden.errors, ridden.errors
+    tmp = tmp_path_factory.mktemp("web")
+    cloud = start_cloud(tmp / "cloud")
+    try:
+        admin, race_id, credential = setup_relay_race(cloud, tmp)
+        body = {"checkpoints": CHECKPOINTS}
+        response = admin.put(f"/api/races/{race_id}/checkpoints", json=body)
+        assert response.status_code == 200, response.text
+        with ride_race(cloud, admin, race_id, credential, tmp) as ridden:
+            yield ridden
+            assert not ridden.errors, ridden.errors
+    finally:
+        cloud.stop()
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +283,188 @@ def test_spectator_watches_riders_move_over_webtransport(
     wait_until_moved(page, second.bib)
     assert_readable(page, race)
     screenshot(page, tmp_path, "relay-spectator")
+
+
+SHOWN_SPLITS = """() => [...document.querySelectorAll("#splits .split")].map((section) => [
+  section.querySelector("h3").firstChild.textContent,
+  [...section.querySelectorAll("li")].map((item) => Number(item.dataset.bib)),
+])"""
+
+
+def relay_splits(race: RiddenRace) -> list[list[object]]:
+    """The relay's splits as the panel should show them: each line's title and bibs."""
+    with race.relay.client() as client:
+        response = client.get(f"/api/races/{race.race_id}/splits")
+    assert response.status_code == 200, response.text
+    return [
+        [
+            f"{line['name']} — top" if line["top"] else line["name"],
+            [a["bib"] for a in line["arrivals"]],
+        ]
+        for line in response.json()["checkpoints"]
+    ]
+
+
+def expect_splits_match_relay(page: Page, race: RiddenRace) -> None:
+    """The panel shows what the relay says (a passage may land between the two reads)."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        relay, shown = relay_splits(race), page.evaluate(SHOWN_SPLITS)
+        if shown == relay or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(200)
+    assert shown == relay
+
+
+def assert_splits_readable(page: Page) -> None:
+    selectors = [
+        "#splits-title",
+        "#splits .split h3",
+        "#splits .split .kind",
+        "#splits .split .through",
+        "#splits li .pos",
+        "#splits li .bib-label",
+        "#splits li .who",
+        "#splits li .time",
+    ]
+    ratios = page.evaluate(CONTRAST, selectors)
+    poor = {k: v for k, v in ratios.items() if v == "missing" or v < 4.5}
+    assert not poor, poor
+
+
+def test_the_splits_panel_fills_as_riders_cross_the_lines(
+    race: RiddenRace, open_page: OpenPage, tmp_path: Path
+) -> None:
+    page = open_page()
+    page.goto(f"{race.url}/#race/{race.race_id}")
+    expect_live(page, "webtransport", "WebTransport")
+    # Every checkpoint and the climb's top, in course order, with its kind and distance.
+    expect(page.locator("#splits .split h3")).to_have_text(
+        [
+            "SprintSprint · 1.5 km",
+            "CôteClimb · 2.0 km",
+            "Côte — topClimb top · 2.6 km",
+            "FeedFeed zone · 3.4 km",
+        ],
+        timeout=WAIT_MS,
+    )
+    expect(page.locator("#splits-note")).to_have_text("")
+    # The breakaway and the chasers were through the sprint before the page opened.
+    leader, second, chaser, other, _ = race.riders
+    sprint = page.locator('#splits .split[data-line="Sprint|line"]')
+    expect(sprint.locator("li")).not_to_have_count(0, timeout=WAIT_MS)
+    assert sprint.locator("li").count() >= 4
+    # Then more riders cross lines while the page is open: the panel fills by itself.
+    before = page.locator("#splits li").count()
+    page.wait_for_function(
+        "n => document.querySelectorAll('#splits li').length > n", arg=before, timeout=60_000
+    )
+    expect_splits_match_relay(page, race)
+
+    with race.relay.client() as client:
+        standings = client.get(f"/api/races/{race.race_id}/standings").json()
+    names = {r["bib"]: r["name"] for r in standings["riders"]}
+    rows = sprint.locator("li")
+    for i, rider in enumerate((leader, second, chaser, other)):
+        expect(rows.nth(i)).to_have_attribute("data-bib", str(rider.bib))
+        expect(rows.nth(i).locator(".pos")).to_have_text(f"{i + 1}.")
+        expect(rows.nth(i).locator(".bib-label")).to_have_text(f"#{rider.bib}")
+        expect(rows.nth(i).locator(".who")).to_have_text(names[rider.bib])
+    # The first rider's time of day, then each one's gap to them.
+    expect(rows.nth(0).locator(".time")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
+    expect(rows.nth(0).locator(".time")).to_have_attribute(
+        "title", re.compile(r"^crossed at \d\d:\d\d:\d\d")
+    )
+    expect(rows.nth(1).locator(".time")).to_have_text(re.compile(r"^\+0:0[12]$"))
+    expect(rows.nth(2).locator(".time")).to_have_text(re.compile(r"^\+0:(29|30|31)$"))
+    everyone = len(race.riders) + 1  # and the silent rider
+    expect(sprint.locator(".through")).to_have_text(
+        re.compile(rf"^[4-5] of {everyone} riders through$")
+    )
+    assert_splits_readable(page)
+    page.locator("#splits").scroll_into_view_if_needed()
+    screenshot(page, tmp_path, "relay-splits")
+
+
+def test_the_splits_panel_reads_on_a_phone_over_websocket_in_the_dark(
+    race: RiddenRace, open_page: OpenPage, tmp_path: Path
+) -> None:
+    page = open_page(viewport=PHONE, init_script=NO_WEBTRANSPORT, color_scheme="dark")
+    page.goto(f"{race.url}/#race/{race.race_id}")
+    expect_live(page, "websocket", "WebSocket")
+    expect(page.locator("#splits .split")).to_have_count(4, timeout=WAIT_MS)
+    expect(page.locator("#splits li").first).to_be_visible(timeout=WAIT_MS)
+    expect_splits_match_relay(page, race)
+    # One column, nothing wider than the phone, every arrival's time within the screen.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.evaluate(
+        """() => [...document.querySelectorAll("#splits li .time")].every(
+            (time) => time.getBoundingClientRect().right <= window.innerWidth)"""
+    )
+    assert_splits_readable(page)
+    page.locator("#splits").scroll_into_view_if_needed()
+    screenshot(page, tmp_path, "relay-splits-phone")
+
+
+RENDER_LONG_SPLITS = """async () => {
+  // The shared module, as the cloud would use it: its per-rider stats turned into lines.
+  const { renderSplits, splitsFromStats } = await import("/static/shared/splits.js");
+  const box = document.createElement("div");
+  box.id = "probe";
+  box.className = "checkpoint-splits";
+  document.querySelector("main").prepend(box);
+  const start = Date.UTC(2024, 6, 14, 12, 0, 0);
+  const stats = Array.from({ length: 14 }, (_, i) => ({
+    rider_id: 100 + i,
+    bib: i + 1,
+    splits: [
+      { name: "Sprint", kind: "sprint", distance_m: 1500, t_ms: start + 600000 + (13 - i) * 1000,
+        elapsed_ms: 600000 + (13 - i) * 1000 },
+      { name: "Feed", kind: "feed", distance_m: 3400, t_ms: null, elapsed_ms: null },
+    ],
+  }));
+  const checkpoints = [
+    { name: "Feed", kind: "feed", distance_m: 3400 },
+    { name: "Sprint", kind: "sprint", distance_m: 1500 },
+  ];
+  const names = new Map(stats.map((r) => [r.bib, `Rider ${r.bib}`]));
+  const splits = splitsFromStats(stats, checkpoints, names);
+  const expanded = new Set();
+  const draw = () => renderSplits(box, splits, { riders: 14, expanded, onToggle: draw });
+  draw();
+}"""
+
+
+def test_a_long_list_of_arrivals_opens_and_closes_by_keyboard(
+    race: RiddenRace, open_page: OpenPage
+) -> None:
+    page = open_page(viewport=PHONE)
+    page.goto(race.url + "/")
+    page.evaluate(RENDER_LONG_SPLITS)
+    sprint, feed = page.locator("#probe .split").all()
+    expect(sprint.locator("h3")).to_have_text("SprintSprint · 1.5 km")
+    expect(feed.locator(".through")).to_have_text("Nobody has passed yet.")
+    expect(sprint.locator(".through")).to_have_text("14 of 14 riders through")
+    rows = sprint.locator("li")
+    expect(rows).to_have_count(10)
+    expect(rows.first).to_have_attribute("data-bib", "14")  # the first across the line
+    expect(rows.first.locator(".who")).to_have_text("Rider 14")
+    expect(rows.first.locator(".time")).to_have_attribute(
+        "title", re.compile(r", race time 10:00$")
+    )
+    expect(rows.nth(1).locator(".time")).to_have_text("+0:01")
+    button = sprint.get_by_role("button", name="Show all 14")
+    expect(button).to_have_attribute("aria-expanded", "false")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(rows).to_have_count(14)
+    expect(rows.last.locator(".time")).to_have_text("+0:13")
+    shut = sprint.get_by_role("button", name="Show the first 10")
+    expect(shut).to_have_attribute("aria-expanded", "true")
+    expect(shut).to_be_focused()  # the redraw keeps the focus where it was
+    page.keyboard.press("Space")
+    expect(rows).to_have_count(10)
+    expect(sprint.get_by_role("button", name="Show all 14")).to_be_focused()
 
 
 def test_without_webtransport_the_page_watches_over_websocket_on_a_phone(
