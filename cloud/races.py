@@ -114,7 +114,11 @@ class Races:
             self.audit.record(conn, t, who.id, who.name, "race.delete", "race", race_id)
 
     def change_state(self, who: Principal, race_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        """Move the race along its state machine (live, neutralised, finished, published)."""
+        """Move the race along its state machine (live, neutralised, finished, published).
+
+        The first change to live sets ``started_ms``, the race's real start (see
+        :func:`cloud.store.races.gun_ms`); resuming after a neutralisation leaves it.
+        """
         target = text(data, "state", max_len=20)
         race = self.get(race_id)
         allowed = TRANSITIONS[race["state"]]
@@ -131,6 +135,8 @@ class Races:
         t = now_ms()
         with self.store.transaction() as conn:
             self.store.update(conn, race_id, t, state=target)
+            if target == "live":
+                self.store.mark_started(conn, race_id, t)
             self.audit.record(
                 conn,
                 t,

@@ -8,7 +8,11 @@ computed at ingest), so they read one race's row groups and need no window funct
 A mark (checkpoint, climb top, finish line) is crossed between the rider's first fix at
 or after it and the fix before that one, interpolated linearly
 (:func:`sync_protocol.course.crossing_time_ms`). A rider starts at the gun (``start_ms``)
-when the caller knows it, else when crossing race distance 0 (or at the first fix).
+when the caller knows it, else when crossing race distance 0 (or at the first fix). The
+gun is the moment the race really started (the cloud passes the time it first went live,
+not the scheduled start: officials start late or early); finish times and splits count
+from it. ``start_ms``/``end_ms`` of summaries and seasons are first and last fixes, and
+moving time, distance, speeds and climbing do not depend on the gun.
 
 Elevation gain: elevations are averaged over 10 s windows (GPS altitude noise of ±0.4 m
 averages to ±0.13 m), then rises are summed with the course's 1 m hysteresis
@@ -342,8 +346,9 @@ def _summary(row: Row | None, race_id: int) -> Row:
 
 
 def race_summary(cur: duckdb.DuckDBPyConnection, race_id: int) -> Row:
-    """One race at a glance: riders, fixes, first and last fix, distance covered by the
-    whole field, the leader's race distance and the field's average moving speed."""
+    """One race at a glance: riders, fixes, first and last fix (``start_ms``, ``end_ms``),
+    distance covered by the whole field, the leader's race distance and the field's
+    average moving speed."""
     return compare_races(cur, [race_id])[0]
 
 
@@ -366,7 +371,9 @@ FROM fixes WHERE rider_id = $rider GROUP BY race_id ORDER BY start_ms, race_id
 
 
 def rider_season(cur: duckdb.DuckDBPyConnection, rider_id: int) -> list[Row]:
-    """Every race of one rider, oldest first: distance, moving time, speeds, climbing."""
+    """Every race of one rider, oldest first: distance, moving time, speeds, climbing.
+
+    ``start_ms`` is the rider's first fix in the race (the order of the season)."""
     params = {"rider": rider_id}
     gains = _gains(cur, "rider_id = $rider", params, "race_id")
     return [

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-from .base import Store
+from .base import Database, Store
 
 RACE_STATES = ("scheduled", "live", "neutralised", "finished", "published")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -19,14 +19,31 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 """The race state machine: which state may follow which."""
 
 
+def gun_ms(race: dict[str, Any]) -> int:
+    """When the race's clock starts: the gun, from which finish times and splits count.
+
+    ``started_ms``, the moment the race first went live (officials start late or early:
+    this is the real start), else ``starts_at_ms``, the scheduled start, which stands as
+    the planned start until the race goes live. Neutralising and resuming do not move it.
+    """
+    started = race.get("started_ms")
+    return int(race["starts_at_ms"] if started is None else started)
+
+
 class RaceStore(Store):
-    """Races and registrations. Callers validate; this module holds the SQL."""
+    """Races and registrations. Callers validate; this module holds the SQL.
+
+    A race has two start times: ``starts_at_ms``, when it is scheduled to start (editable
+    while scheduled), and ``started_ms``, when it first went live (null until then; set
+    once, in the transaction that records the change to live). See :func:`gun_ms`.
+    """
 
     SCHEMA = """
     CREATE TABLE IF NOT EXISTS races (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL,
         starts_at_ms INTEGER NOT NULL,
+        started_ms INTEGER,
         state TEXT NOT NULL DEFAULT 'scheduled',
         max_riders INTEGER NOT NULL DEFAULT 50,
         registration_open INTEGER NOT NULL DEFAULT 1,
@@ -44,6 +61,32 @@ class RaceStore(Store):
         UNIQUE (race_id, bib)
     );
     """
+    _BACKFILL_STARTS = """
+    UPDATE races SET started_ms = (
+        SELECT min(a.t_ms) FROM audit a
+        WHERE a.object_type = 'race' AND a.object_id = races.id AND a.action = 'race.state'
+          AND json_extract(a.detail, '$.new') = 'live'
+    ) WHERE started_ms IS NULL AND state != 'scheduled'
+    """
+    """Races that went live before ``started_ms`` existed get it from the audit log: the
+    time of their first recorded change to live (the transition writes both in one
+    transaction, so for newer races the two agree)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a database made by an older version up to this schema (idempotent)."""
+        with self.transaction() as conn:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(races)")}
+            if "started_ms" not in columns:
+                conn.execute("ALTER TABLE races ADD COLUMN started_ms INTEGER")
+            audit = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
+            ).fetchone()
+            if audit is not None:
+                conn.execute(self._BACKFILL_STARTS)
 
     def create(
         self,
@@ -73,7 +116,8 @@ class RaceStore(Store):
     def overview(self, state: str | None = None) -> list[dict[str, Any]]:
         """Races (without course geometry), soonest first, with their rider counts."""
         sql = (
-            "SELECT r.id, r.name, r.starts_at_ms, r.state, r.max_riders, r.registration_open,"
+            "SELECT r.id, r.name, r.starts_at_ms, r.started_ms, r.state, r.max_riders,"
+            " r.registration_open,"
             " r.course IS NOT NULL AS has_course,"
             " (SELECT COUNT(*) FROM registrations g WHERE g.race_id = r.id"
             "  AND g.status != 'withdrawn') AS riders FROM races r"
@@ -96,6 +140,12 @@ class RaceStore(Store):
         conn.execute(
             f"UPDATE races SET {sets}, updated_ms = ? WHERE id = ?",  # noqa: S608
             (*fields.values(), now_ms, race_id),
+        )
+
+    def mark_started(self, conn: sqlite3.Connection, race_id: int, t_ms: int) -> None:
+        """Record the race's real start (``started_ms``) unless it already has one."""
+        conn.execute(
+            "UPDATE races SET started_ms = ? WHERE id = ? AND started_ms IS NULL", (t_ms, race_id)
         )
 
     def set_course(

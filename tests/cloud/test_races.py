@@ -74,10 +74,15 @@ def test_course_upload_and_the_race_state_machine(
     saved = admin.put(f"{url}/checkpoints", json={"checkpoints": cps}).json()
     assert [c["name"] for c in saved["course"]["checkpoints"]] == ["Hill", "Sprint"]
     official = staff_client(cloud_server, admin, "official")
+    assert admin.get(url).json()["started_ms"] is None  # scheduled: only the planned start
+    started = []
     for state in ("live", "neutralised", "live", "finished", "published"):
         response = official.post(f"{url}/state", json={"state": state})
         assert response.status_code == 200, response.text
         assert response.json()["state"] == state
+        started.append(response.json()["started_ms"])
+    assert len(set(started)) == 1  # the first change to live; resuming does not move it
+    assert started[0] != race["starts_at_ms"]
     refused = admin.post(f"{url}/state", json={"state": "live"})
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "bad-transition"
@@ -86,6 +91,10 @@ def test_course_upload_and_the_race_state_machine(
     log = admin.get("/api/audit", params={"race_id": race["id"]}).json()
     assert [e["action"] for e in log][:2] == ["race.state", "race.state"]
     assert log[0]["detail"] == {"old": "finished", "new": "published"}
+    went_live = [e["t_ms"] for e in log if e["detail"].get("new") == "live"]
+    assert min(went_live) == started[0]  # the audit log and the race agree
+    listed = admin.get("/api/races").json()
+    assert next(r for r in listed if r["id"] == race["id"])["started_ms"] == started[0]
 
 
 def test_registrations_bibs_limit_and_withdrawal(
