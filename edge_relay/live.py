@@ -45,7 +45,7 @@ class LiveRaces:
                     race.course,
                     {r.rider_id: (r.bib, r.name) for r in race.riders.values()},
                     state=race.state,
-                    start_ms=race.starts_at_ms if race.state != "scheduled" else None,
+                    start_ms=race.start_ms if race.state != "scheduled" else None,
                 )
                 self._courses[race.race_id] = _course_key(race)
             else:
@@ -65,7 +65,7 @@ class LiveRaces:
         if key != self._courses.get(race.race_id):
             scorer.set_course(race.course)
             self._courses[race.race_id] = key
-        self._state(scorer, race.state, race.starts_at_ms)
+        self._state(scorer, race.state, race.start_ms)
 
     def local_fix(self, race_id: int, rider_id: int, fix: Fix) -> bool:
         """A fix verified (or MAC-checked) here; True when the race's view changed."""

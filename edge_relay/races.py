@@ -57,6 +57,13 @@ class RaceInfo:
     """Start list by rider id."""
     actions: tuple[dict[str, Any], ...] = ()
     """Officials' actions so far, oldest first."""
+    started_ms: int | None = None
+    """When the race actually went live (None until it has)."""
+
+    @property
+    def start_ms(self) -> int:
+        """What race times count from: the actual start, else the scheduled one."""
+        return self.starts_at_ms if self.started_ms is None else self.started_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,4 +142,5 @@ def _race(r: dict[str, Any]) -> RaceInfo:
         course,
         riders,
         tuple(r.get("actions", [])),
+        None if r.get("started_ms") is None else int(r["started_ms"]),
     )

@@ -188,3 +188,26 @@ def test_a_race_the_relay_does_not_serve_is_not_found(race: Race) -> None:
         "error": "not-found",
         "message": "this relay does not serve race 999999",
     }
+
+
+def test_splits_count_from_when_the_race_went_live_not_its_schedule(
+    cloud: CloudServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("late")
+    admin = admin_client(cloud, tmp)
+    scheduled = now_ms() + 3_600_000  # officials start an hour early (or the clock was off)
+    created = admin.post("/api/races", json={"name": "Early", "starts_at": scheduled})
+    race_id = int(created.json()["id"])
+    assert admin.put(f"/api/races/{race_id}/course", content=loop_gpx(5.0)).status_code == 200
+    enrolled = admin.post("/api/relays", json={"name": "early", "race_ids": [race_id]})
+    assert enrolled.status_code == 201, enrolled.text
+    start_race(admin, race_id)
+    started = admin.get(f"/api/races/{race_id}").json()["started_ms"]
+    assert abs(started - now_ms()) < 60_000
+    relay = start_relay(tmp / "relay", cloud, enrolled.json()["credential"])
+    try:  # the relay learns the race from its configuration, already live
+        wait_for(lambda: configured(relay, race_id), what="the race on the relay")
+        with relay.client() as c:
+            assert c.get(f"/api/races/{race_id}/splits").json()["start_ms"] == started
+    finally:
+        relay.stop()
