@@ -8,6 +8,16 @@ contract. A subscriber first gets the race's current state (each rider's latest 
 and battery level, the race status, the official actions so far), then the stream. One
 that cannot keep up is dropped with a final ``resync`` message: it reconnects and starts
 from a fresh snapshot, so a slow relay never grows the cloud's memory.
+
+Fixes are published as one ``fixes`` message per upload and rider's device: every fix
+the upload added, in order, as compact rows (``fields`` names the columns). Subscribers
+get each accepted fix exactly once: the fixes of the upload before the rider's new newest
+one go out in ``fixes`` messages of at most :data:`FIXES_PER_MESSAGE` rows, and the new
+newest one (when it is newer than the rider's last) as a ``fix`` message, which also goes
+into the snapshot. A live one-fix upload is thus one ``fix`` message, a catch-up of an
+hour a handful of messages whatever its length, and a backfill older than the rider's
+last fix only ``fixes``. Consumers that score passages feed both to the race model in
+stream order; consumers that only want positions read ``fix`` alone.
 """
 
 from __future__ import annotations
@@ -27,14 +37,30 @@ Message = dict[str, Any]
 
 QUEUE_LIMIT = 2_000
 """Messages a subscriber may fall behind before it is told to resync."""
+FIX_FIELDS = (
+    "seq",
+    "t_ms",
+    "lat_e7",
+    "lon_e7",
+    "ele_dm",
+    "speed_cms",
+    "heading_dd",
+    "progress_m",
+)
+"""The columns of a ``fixes`` message's rows, in order (its ``fields``)."""
+FIX_HEADER = ("race_id", "rider_id", "bib", "device_id", "via")
+"""What a ``fixes`` message says once for all its rows (and a ``fix`` message also has)."""
+FIXES_PER_MESSAGE = 1_000
+"""Most rows in one delivered ``fixes`` message (a long catch-up is a few messages)."""
 
 
 class LiveBus(Protocol):
     """What the cloud needs from a live bus."""
 
     def publish(self, race_id: int, message: Message) -> None:
-        """Publish from any thread; ``message["type"]`` is ``fix``, ``battery``, ``race`` or
-        ``action``."""
+        """Publish from any thread; ``message["type"]`` is ``fixes`` (every fix an upload
+        added for one rider's device, see :func:`fixes_message`), ``fix`` (one fix, as
+        :func:`fix_record` makes it), ``battery``, ``race`` or ``action``."""
 
     def subscribe(self, race_id: int) -> AsyncIterator[Message]:
         """The race's snapshot, then its messages as they are published."""
@@ -68,12 +94,9 @@ class InProcessBus:
         with self._lock:
             state = self._races.setdefault(race_id, _RaceState())
             kind = message.get("type")
-            if kind == "fix":
-                rider = message["rider_id"]
-                current = state.riders.get(rider)
-                if current is not None and current["seq"] >= message["seq"]:
-                    return  # an older fix (backfill) is history, not live news
-                state.riders[rider] = message
+            out = [message]
+            if kind in ("fix", "fixes"):
+                out = _fold_fixes(state, message)
             elif kind == "battery":
                 rider = message["rider_id"]
                 current = state.batteries.get(rider)
@@ -85,19 +108,22 @@ class InProcessBus:
             elif kind == "action":
                 state.actions.append(message)
             subscribers = list(state.subscribers)
+        if not out:
+            return
         for sub in subscribers:
-            sub.loop.call_soon_threadsafe(self._deliver, race_id, sub, message)
+            sub.loop.call_soon_threadsafe(self._deliver, race_id, sub, out)
 
-    def _deliver(self, race_id: int, sub: _Subscriber, message: Message) -> None:
-        if sub.dropped:
-            return
-        if sub.queue.qsize() >= QUEUE_LIMIT:
-            sub.dropped = True
-            self._remove(race_id, sub)
-            sub.queue.put_nowait({"type": "resync", "reason": "subscriber too slow"})
-            sub.queue.put_nowait(None)
-            return
-        sub.queue.put_nowait(message)
+    def _deliver(self, race_id: int, sub: _Subscriber, messages: list[Message]) -> None:
+        for message in messages:
+            if sub.dropped:
+                return
+            if sub.queue.qsize() >= QUEUE_LIMIT:
+                sub.dropped = True
+                self._remove(race_id, sub)
+                sub.queue.put_nowait({"type": "resync", "reason": "subscriber too slow"})
+                sub.queue.put_nowait(None)
+                return
+            sub.queue.put_nowait(message)
 
     def _remove(self, race_id: int, sub: _Subscriber) -> None:
         with self._lock:
@@ -138,6 +164,51 @@ class InProcessBus:
         with self._lock:
             state = self._races.get(race_id)
             return len(state.subscribers) if state else 0
+
+
+def fixes_message(header: Message, rows: list[list[Any]]) -> Message:
+    """A ``fixes`` message: ``header`` (:data:`FIX_HEADER`) and rows of :data:`FIX_FIELDS`."""
+    return {"type": "fixes", **header, "fields": list(FIX_FIELDS), "fixes": rows}
+
+
+def fix_record(header: Message, row: list[Any], fields: list[str] | tuple[str, ...]) -> Message:
+    """One row of a ``fixes`` message as a ``fix`` message (what the snapshot holds)."""
+    return {"type": "fix", **header, **dict(zip(fields, row, strict=True))}
+
+
+def _fold_fixes(state: _RaceState, message: Message) -> list[Message]:
+    """Fold a ``fix`` or ``fixes`` message into the snapshot; what subscribers get of it.
+
+    The rows before the rider's new newest fix go out as ``fixes`` (chunked), the new
+    newest one as ``fix``; a fix no newer than the rider's last is history: ``fixes`` only.
+    """
+    header = {k: message[k] for k in FIX_HEADER if k in message}
+    if message["type"] == "fix":
+        fields: list[str] | tuple[str, ...] = FIX_FIELDS
+        rows = [[message.get(f) for f in FIX_FIELDS]]
+    else:
+        fields, rows = message["fields"], message["fixes"]
+    if not rows:
+        return []
+    rider = header["rider_id"]
+    newest = fix_record(header, rows[-1], fields)
+    current = state.riders.get(rider)
+    history = rows
+    if current is None or newest["t_ms"] > current["t_ms"]:
+        state.riders[rider] = newest
+        history = rows[:-1]
+    out = [
+        {
+            "type": "fixes",
+            **header,
+            "fields": list(fields),
+            "fixes": history[i : i + FIXES_PER_MESSAGE],
+        }
+        for i in range(0, len(history), FIXES_PER_MESSAGE)
+    ]
+    if history is not rows:
+        out.append(newest)
+    return out
 
 
 def seed_from_history(

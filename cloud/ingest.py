@@ -38,7 +38,7 @@ from sync_protocol.inbox import check_validity
 from sync_protocol.receiver import Receiver, ReceiverState
 
 from .auth.principal import Principal
-from .bus import LiveBus
+from .bus import FIX_FIELDS, LiveBus, fixes_message
 from .errors import ApiError
 from .history.store import COLUMNS, History, fix_row, rows_to_arrow
 from .keys import CloudKey
@@ -66,7 +66,7 @@ LIVE_FIELDS = (
     "heading_dd",
     "progress_m",
 )
-"""What the live bus carries of a fix."""
+"""What the live bus carries of a fix (a ``fix`` message; ``fixes`` rows: :data:`FIX_FIELDS`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,19 +210,22 @@ class Ingest:
         return results
 
     def _publish(self, source: Source, rows: list[tuple[Any, ...]]) -> None:
-        """Put each rider's newest accepted fix on the live bus (after the commits)."""
-        newest: dict[tuple[int, int], dict[str, Any]] = {}
+        """Put every accepted fix on the live bus (after the commits): one ``fixes`` message
+        per rider's device, its fixes in chain order (the bus derives the newest ``fix``)."""
+        runs: dict[tuple[int, int, bytes], list[dict[str, Any]]] = {}
         for row in rows:
             fix = dict(zip(COLUMNS, row, strict=True))
-            key = (fix["race_id"], fix["rider_id"])
-            if key not in newest or fix["seq"] > newest[key]["seq"]:
-                newest[key] = fix
-        for (race_id, _), fix in newest.items():
-            message = {k: fix[k] for k in LIVE_FIELDS}
-            self.bus.publish(
-                race_id,
-                {"type": "fix", **message, "device_id": fix["device_id"].hex(), "via": source.via},
-            )
+            runs.setdefault((fix["race_id"], fix["rider_id"], fix["device_id"]), []).append(fix)
+        for (race_id, rider_id, device), fixes in runs.items():
+            fixes.sort(key=lambda f: f["seq"])
+            header = {
+                "race_id": race_id,
+                "rider_id": rider_id,
+                "bib": fixes[-1]["bib"],
+                "device_id": device.hex(),
+                "via": source.via,
+            }
+            self.bus.publish(race_id, fixes_message(header, [_live_row(f) for f in fixes]))
 
     def _load(self, batch: Batch, served: frozenset[int] | None) -> _Device:
         row = self.devices.get(batch.device_id)
@@ -270,21 +273,26 @@ class Ingest:
         )
         course = self._course(race_id, race)
         out = []
+        before: tuple[Fix, float] | None = None  # the previous fix of this run, projected
         for fix in fixes:
-            prev = prog.last_fix if prog.last_fix and prog.last_fix.seq == fix.seq - 1 else None
-            progress = 0.0
-            if course is not None:
-                last = prog.progress_m if prev is not None else None
-                reach = (MAX_SPEED_CMS / 100) * (fix.t_ms - prev.t_ms) / 1000 if prev else 0.0
-                projection = course.project(
-                    fix.lat, fix.lon, last_progress_m=last, max_advance_m=reach + WINDOW_SLACK_M
-                )
-                progress = projection.progress_m
+            if before is not None and before[0].seq == fix.seq - 1:
+                prev: Fix | None = before[0]
+                anchor: tuple[Fix, float | None] | None = before
+            elif prog.last_fix is not None and prog.last_fix.seq == fix.seq - 1:
+                prev = prog.last_fix
+                anchor = (prog.last_fix, prog.progress_m)
+            else:  # after a gap, or backfill: no step, but project near the newest known fix
+                prev = None
+                anchor = None
+                if prog.last_fix is not None and prog.race_id == race_id:
+                    anchor = (prog.last_fix, prog.progress_m)
+            progress = 0.0 if course is None else _project(course, fix, anchor)
             out.append(
                 fix_row(
                     race_id, cert.racer_id, bib, cert.device_id, fix, progress_m=progress, prev=prev
                 )
             )
+            before = (fix, progress)
             if prog.last_fix is None or fix.seq > prog.last_fix.seq:
                 prog.last_fix, prog.progress_m, prog.race_id = fix, progress, race_id
         return out
@@ -310,3 +318,31 @@ class Ingest:
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
+
+
+def _project(course: Course, fix: Fix, anchor: tuple[Fix, float | None] | None) -> float:
+    """The fix's race distance, searched within reach of ``anchor`` (a known fix of the
+    device and its progress): ahead of it for a later fix, behind it for an older one (a
+    backfill). With no anchor, the fix is a first one: near the start."""
+    if anchor is None or anchor[1] is None:
+        return course.project(
+            fix.lat, fix.lon, last_progress_m=None, max_advance_m=WINDOW_SLACK_M
+        ).progress_m
+    known, known_m = anchor
+    reach = (MAX_SPEED_CMS / 100) * abs(fix.t_ms - known.t_ms) / 1000 + WINDOW_SLACK_M
+    if fix.t_ms >= known.t_ms:
+        projection = course.project(fix.lat, fix.lon, last_progress_m=known_m, max_advance_m=reach)
+    else:
+        projection = course.project(
+            fix.lat,
+            fix.lon,
+            last_progress_m=known_m,
+            max_advance_m=WINDOW_SLACK_M,
+            max_back_m=reach,
+        )
+    return projection.progress_m
+
+
+def _live_row(fix: dict[str, Any]) -> list[Any]:
+    """A history row as a ``fixes`` row (progress to the decimetre: compact on the wire)."""
+    return [round(fix[f], 1) if f == "progress_m" else fix[f] for f in FIX_FIELDS]

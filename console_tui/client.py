@@ -238,7 +238,8 @@ class CloudClient:
         return response.json()
 
     async def follow(self, race_id: int) -> AsyncGenerator[dict[str, Any], None]:
-        """The race's live stream (NDJSON): the snapshot, then fix, race and action lines.
+        """The race's live stream (NDJSON): the snapshot, then fixes, fix, battery, race and
+        action lines.
 
         Ends when the cloud ends it (``resync``) or after a refresh on 401; raises
         Unreachable when the connection drops.

@@ -8,9 +8,10 @@ one drops, returning to the preferred one after ``fallback_s``.
 * :class:`RelayFeed` polls the relay's ``/standings`` and ``/alerts`` (the relay scores
   every fix it has, so gaps are right from the first poll).
 * :class:`CloudFeed` feeds a :class:`~sync_protocol.race.scoring.RaceScorer` from
-  ``GET /api/races/{id}/live`` exactly as the relay does (``edge_relay/live.py``): fixes,
-  trackers' battery levels, race states and actions. The stream's snapshot holds each
-  rider's newest fix only, so a console that joins mid-race
+  ``GET /api/races/{id}/live`` exactly as the relay does (``edge_relay/live.py``): every
+  fix (``fixes`` rows and ``fix`` messages, in stream order, so passages in a catch-up
+  after a gap are timed), trackers' battery levels, race states and actions. The
+  stream's snapshot holds each rider's newest fix only, so a console that joins mid-race
   has positions at once and gaps once the leader's later fixes arrive.
 """
 
@@ -105,6 +106,8 @@ class CloudFeed:
                 return changed
             if kind == "fix":
                 return self._fix(message)
+            if kind == "fixes":
+                return self._fixes(message)
             if kind == "battery":
                 return self._battery(message)
             if kind == "action":
@@ -152,6 +155,32 @@ class CloudFeed:
         if m.get("via") is not None:
             self.via[rider_id] = int(m["via"])
         return True
+
+    def _fixes(self, m: Mapping[str, Any]) -> bool:
+        """Every fix one upload added for a rider, in order (rows of ``fields``)."""
+        rider_id = int(m["rider_id"])
+        fields = [str(f) for f in m["fields"]]
+        changed = False
+        for row in m["fixes"]:
+            f = dict(zip(fields, row, strict=True))
+            progress = f.get("progress_m")
+            try:
+                self.scorer.on_fix(
+                    rider_id,
+                    int(f["t_ms"]),
+                    int(f["lat_e7"]),
+                    int(f["lon_e7"]),
+                    int(f.get("ele_dm") or 0),
+                    int(f.get("speed_cms") or 0),
+                    None if progress is None else float(progress),
+                )
+            except LocalProtocolError as exc:
+                log.info("fix not scored: %s", exc.message)
+                if exc.reason == "unknown-rider":
+                    break  # so are the rest
+                continue
+            changed = True
+        return changed  # ``via`` is the newest fix's: the ``fix`` message after these says
 
     def _battery(self, m: Mapping[str, Any]) -> bool:
         """A tracker's battery level (verified by the cloud or the relay that took it)."""

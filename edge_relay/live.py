@@ -122,6 +122,43 @@ class LiveRaces:
             log.warning("bad live message from the cloud", extra={"detail": str(exc)})
         return False
 
+    def cloud_fixes(self, race_id: int, message: dict[str, Any]) -> bool:
+        """A ``fixes`` message of the cloud's live stream; True when the race's view changed.
+
+        Its rows are every fix one upload added for a rider, in order (``fields`` names the
+        columns). Each goes to the scorer as a ``fix`` message would: a fix newer than the
+        rider's last moves them, an older one (backfill after an outage) refines their
+        history, and either times the checkpoint lines it is first to bracket.
+        """
+        scorer = self.scorers.get(race_id)
+        if scorer is None:
+            return False
+        changed = False
+        try:
+            rider_id = int(message["rider_id"])
+            fields = [str(f) for f in message["fields"]]
+            for row in message["fixes"]:
+                m = dict(zip(fields, row, strict=True))
+                try:
+                    outcome = scorer.on_fix(
+                        rider_id,
+                        int(m["t_ms"]),
+                        int(m["lat_e7"]),
+                        int(m["lon_e7"]),
+                        int(m.get("ele_dm") or 0),
+                        int(m.get("speed_cms") or 0),
+                        m.get("progress_m"),
+                    )
+                except LocalProtocolError as exc:
+                    log.info("cloud fix not scored", extra={"detail": exc.message})
+                    if exc.reason == "unknown-rider":
+                        break  # so are the rest
+                    continue
+                changed |= outcome is not FixOutcome.DUPLICATE
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("bad live message from the cloud", extra={"detail": str(exc)})
+        return changed
+
     def _fix_message(self, scorer: RaceScorer, m: dict[str, Any]) -> bool:
         try:
             outcome = scorer.on_fix(

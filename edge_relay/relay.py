@@ -298,7 +298,11 @@ class Relay:
             self._tasks.append(asyncio.create_task(self._readvertise()))
 
     def _on_cloud_live(self, race_id: int, message: dict[str, Any]) -> None:
-        if self.live.cloud_message(race_id, message):
+        if message.get("type") == "fixes":  # every fix of an upload: passages in backfill
+            changed = self.live.cloud_fixes(race_id, message)
+        else:
+            changed = self.live.cloud_message(race_id, message)
+        if changed:
             self.fanout.news(race_id)
 
     async def _readvertise(self) -> None:

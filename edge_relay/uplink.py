@@ -16,10 +16,11 @@ Three loops share one HTTP client (HTTP/2 when the cloud offers it):
   the store with its reason (counted, never silently dropped) and no longer retried.
 * **race control** — officials' commands the relay took while the cloud was away go to
   the cloud's own endpoints first (on the official's behalf; idempotent by action_id).
-* **live** — per served race, ``GET /api/races/{id}/live`` (NDJSON: snapshot, then fix,
-  battery, race and action messages), so spectators here also see riders connected to
-  other relays of the race, and officials' actions taken in the cloud. Reconnects with
-  backoff.
+* **live** — per served race, ``GET /api/races/{id}/live`` (NDJSON: snapshot, then
+  fixes, fix, battery, race and action messages), so spectators here also see riders
+  connected to other relays of the race (every fix they uploaded, so checkpoint passages
+  in a catch-up after a gap are timed here too), and officials' actions taken in the
+  cloud. Reconnects with backoff.
 """
 
 from __future__ import annotations
@@ -309,7 +310,7 @@ class Uplink:
 
     def _live_message(self, race_id: int, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind in ("fix", "battery") and message.get("via") == self.relay_id:
+        if kind in ("fix", "fixes", "battery") and message.get("via") == self.relay_id:
             return  # our own riders, already scored here
         if kind == "snapshot":
             message = {
@@ -319,7 +320,7 @@ class Uplink:
                     b for b in message.get("batteries", []) if b.get("via") != self.relay_id
                 ],
             }
-        if kind in ("snapshot", "fix", "battery", "race", "action"):
+        if kind in ("snapshot", "fix", "fixes", "battery", "race", "action"):
             self.on_live(race_id, message)
 
     def _up(self) -> None:

@@ -50,7 +50,8 @@ async def actions(request: Request) -> JSONResponse:
 
 @requires(Role.RELAY, Role.ADMIN, Role.OFFICIAL)
 async def live(request: Request) -> StreamingResponse:
-    """NDJSON: the race's snapshot, then every fix, race and action message as it happens.
+    """NDJSON: the race's snapshot, then every fix (``fixes`` rows, then the rider's newest as
+    ``fix``), battery, race and action message as it happens.
 
     Relays may follow only the races they serve. A line ``{"type": "keepalive"}`` goes
     out when nothing else did for 15 s; ``{"type": "resync"}`` ends a stream that fell
