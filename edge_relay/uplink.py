@@ -48,6 +48,10 @@ log = logging.getLogger("gruppetto.relay.uplink")
 
 FORWARD_RUNS = 256
 """Most runs in one forwarding request."""
+FORWARD_GATHER_S = 0.15
+"""Woken by a new upload, the forwarder waits this long before it reads the outbox: the
+riders' fixes come in a burst on the second, and the burst goes in one post to the cloud
+instead of several made in the middle of it, on the loop the uploads need."""
 DURABLE = frozenset({"accepted", "duplicate"})
 """Cloud outcomes that mean the fixes are stored there."""
 
@@ -199,6 +203,7 @@ class Uplink:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    await asyncio.sleep(FORWARD_GATHER_S)
                 continue
             try:
                 await self.forward(runs)
