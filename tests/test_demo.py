@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -9,11 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from deploy.demo import CHECKPOINTS, COURSE
+from deploy.demo import CHECKPOINTS, COURSE, Demo, DemoOptions
 from sync_protocol.gpx import course_from_gpx
 
 
@@ -58,6 +61,21 @@ def start(data: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     pytest.fail("no banner in 240 s:\n" + "".join(out))
 
 
+def read_until(process: subprocess.Popen[str], text: str) -> str:
+    """The demo's next lines, up to the first that contains ``text``."""
+    assert process.stdout is not None
+    out: list[str] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            pytest.fail(f"demo exited before {text!r}:\n" + "".join(out))
+        out.append(line)
+        if text in line:
+            return "".join(out)
+    pytest.fail(f"no {text!r} in 240 s:\n" + "".join(out))
+
+
 def banner(text: str) -> dict[str, str]:
     """The URLs and the credentials the demo printed."""
     found = {}
@@ -87,8 +105,9 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         for n in range(1, 8):
             assert f"[{n}/7]" in text  # progress while it starts
-        assert "6/6 racer accounts" in text
         page = banner(text)["page"]
+        text += read_until(process, "riders on the road: 6/6")  # the start goes on after it
+        assert "6/6 racer accounts" in text
         race_ids = [int(r) for r in re.findall(r"#race=(\d+)", text)]
         assert len(race_ids) == 2
 
@@ -133,3 +152,91 @@ def test_data_dir_keeps_state_and_sigterm_stops_every_process(tmp_path: Path) ->
     for url in (after["cloud"] + "/healthz/live", after["page"] + "healthz/live"):
         with pytest.raises(httpx.TransportError):
             httpx.get(url, timeout=2)
+
+
+def test_first_riders_ride_before_the_last_accounts_exist(tmp_path: Path) -> None:
+    """The start is a pipeline: race 1's riders move on the relay while race 2's accounts
+    are still to be made. Race 2's account creations are held until a rider of race 1 is
+    seen moving; a start that made every account first would never get there."""
+    riders = 2
+    options = DemoOptions(
+        tmp_path / "demo", races=2, riders=riders, cloud_port=0, quic_port=0, page_port=0
+    )
+    lines: list[str] = []
+    seen: dict[str, Any] = {}
+    moving: asyncio.Task[None] | None = None
+
+    async def race_one_moving() -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            while True:
+                await asyncio.sleep(0.2)
+                if not demo.run.page_url:
+                    continue  # the relay starts once race 1's start list is complete
+                url = f"{demo.run.page_url}api/races/{demo.run.race_ids[0]}/standings"
+                with contextlib.suppress(httpx.TransportError):
+                    standings = (await client.get(url)).json()
+                    if standings["status"] == "live" and any(
+                        (r["progress_m"] or 0) > 0 for r in standings["riders"]
+                    ):
+                        break
+        assert demo.admin is not None
+        racers = await demo.admin.get("/api/users", params={"role": "racer"})
+        seen["racer accounts"] = len(racers.json())  # the cloud's own count, at that moment
+        seen["lines"] = list(lines)
+
+    async def hold(index: int) -> None:
+        nonlocal moving
+        if index < riders:
+            return  # race 1's accounts go ahead
+        if moving is None:
+            moving = asyncio.create_task(race_one_moving())
+        await asyncio.shield(moving)
+
+    demo = Demo(options, lines.append, hold=hold)
+
+    async def scenario() -> None:
+        running = asyncio.create_task(demo.main())
+        while demo.on_road < 2 * riders:  # and then race 2 goes on the road too
+            if running.done():
+                running.result()
+                pytest.fail("the demo stopped:\n" + "\n".join(lines))
+            await asyncio.sleep(0.2)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=240))
+    assert seen["racer accounts"] == riders, "race 2's accounts were made before riders moved"
+    assert any("Ctrl-C stops" in line for line in seen["lines"])  # the banner was out
+    assert "stopping: trackers, relay, cloud" in lines
+    assert all(process.poll() is not None for _, process in demo.run.processes)
+
+
+def test_a_start_cut_short_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    """SIGTERM in the middle of the start (accounts being made, trackers logging in) stops
+    every part; the next run on the same --data picks up where it stopped."""
+    data = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli", "demo", "--data", str(data), "--riders", "3",
+         "--cloud-port", "0", "--relay-port", "0", "--page-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        text = read_until(process, "[4/7]")
+    finally:
+        rest = stop(process, signal.SIGTERM)
+    cloud = re.search(r"starting the cloud on (\S+)", text)
+    assert cloud is not None
+    with pytest.raises(httpx.TransportError):
+        httpx.get(cloud[1] + "/healthz/live", timeout=2)
+    assert "Traceback" not in rest
+
+    again, text = start(data, "--riders", "3")
+    try:
+        assert (
+            banner(text)["admin"]
+            == json.loads((data / "demo.json").read_text())["people"]["admin"]["password"]
+        )
+        read_until(again, "riders on the road: 6/6")
+    finally:
+        stop(again, signal.SIGINT)
