@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -62,6 +62,9 @@ class LiveFix:
     """The fix."""
     verified: bool
     """False while provisional (MAC'd, awaiting its signed head)."""
+    history: tuple[Fix, ...] = ()
+    """The upload's other accepted fixes of the device, oldest first: a catch-up's
+    backfill, which may time checkpoint passages the rider made while out of coverage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ class UploadOutcome:
     results: list[UploadResult]
     """One result per batch, in order."""
     live: list[LiveFix]
-    """Each device's newest accepted fix."""
+    """Each device's newest accepted fix (with the upload's other fixes of it)."""
     fixes: int
     """Fixes newly stored."""
 
@@ -146,6 +149,7 @@ class RelayIngest:
     ) -> UploadOutcome:
         results: list[UploadResult] = []
         newest: dict[bytes, LiveFix] = {}
+        accepted: dict[bytes, list[Fix]] = {}
         stored = 0
         for data in frames:
             device = bytes(data[DEVICE_ID_SLICE]) if len(data) >= 20 else b""
@@ -167,6 +171,7 @@ class RelayIngest:
                 if isinstance(event, FixesAccepted):
                     w.put_fixes(device, event.fixes, verified=event.verified)
                     stored += len(event.fixes)
+                    accepted.setdefault(device, []).extend(event.fixes)
                     last = event.fixes[-1]
                     if device not in newest or newest[device].fix.seq < last.seq:
                         newest[device] = LiveFix(
@@ -190,7 +195,7 @@ class RelayIngest:
             self.counters[outcome] += 1
             results.append(UploadResult(receiver.ack(), w.cloud_acked_seq(device)))
             del batch
-        return UploadOutcome(results, list(newest.values()), stored)
+        return UploadOutcome(results, _with_history(newest, accepted), stored)
 
     def _receiver_for(self, device: bytes, now: int) -> Receiver:
         """The admitted receiver, re-admitting a device whose certificate is stored."""
@@ -211,3 +216,15 @@ class RelayIngest:
         for device in devices:
             self.inbox.receivers.pop(device, None)
             self.inbox.certificates.pop(device, None)
+
+
+def _with_history(newest: dict[bytes, LiveFix], accepted: dict[bytes, list[Fix]]) -> list[LiveFix]:
+    """Each device's newest fix, carrying the upload's other accepted fixes, oldest first."""
+    out = []
+    for device, live in newest.items():
+        fixes = accepted[device]
+        if len(fixes) > 1:
+            history = sorted((f for f in fixes if f.seq != live.fix.seq), key=lambda f: f.seq)
+            live = replace(live, history=tuple(history))
+        out.append(live)
+    return out

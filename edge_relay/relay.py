@@ -13,12 +13,14 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sync_protocol.discovery import RelayAdvert
 from sync_protocol.errors import IntegrityError, ProtocolError
+from sync_protocol.fix import Fix
 from sync_protocol.frames import LiveFrame
 from sync_protocol.upload import (
     BATCHES_PATH,
@@ -54,6 +56,8 @@ from .workers import FanoutWorkers
 log = logging.getLogger("gruppetto.relay")
 
 LIVE_PATH = re.compile(r"^/live/(\d{1,18})$")
+BACKFILL_CHUNK = 200
+"""Older fixes of a catch-up scored per turn of the event loop (~30 µs each)."""
 ROTATION_CHECK_S = 3_600.0
 
 
@@ -390,8 +394,24 @@ class Relay:
             return
         for live in outcome.live:
             race = self.config.race_for(live.racer_id, live.race_ids, live.fix.t_ms)
-            if race is not None and self.live.local_fix(race.race_id, live.racer_id, live.fix):
+            if race is None:
+                continue
+            if self.live.local_fix(race.race_id, live.racer_id, live.fix):
                 self.fanout.news(race.race_id, arrived_ms)
+            if live.history:
+                self._backfill(race.race_id, live.racer_id, live.history)
+
+    def _backfill(self, race_id: int, racer_id: int, fixes: Sequence[Fix]) -> None:
+        """Score a catch-up's older fixes (passages made out of coverage), a chunk per turn
+        of the loop so a long catch-up never holds up uploads and frames."""
+        changed = False
+        for fix in fixes[:BACKFILL_CHUNK]:
+            changed |= self.live.local_fix(race_id, racer_id, fix)
+        if changed:
+            self.fanout.news(race_id)
+        if len(fixes) > BACKFILL_CHUNK:
+            rest = fixes[BACKFILL_CHUNK:]
+            asyncio.get_running_loop().call_soon(self._backfill, race_id, racer_id, rest)
 
     def _after_status(self, accepted: AcceptedStatus) -> None:
         """A verified battery status: onto the rider in the race it belongs to."""

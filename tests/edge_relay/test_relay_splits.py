@@ -211,3 +211,44 @@ def test_splits_count_from_when_the_race_went_live_not_its_schedule(
             assert c.get(f"/api/races/{race_id}/splits").json()["start_ms"] == started
     finally:
         relay.stop()
+
+
+def test_a_catch_up_in_one_upload_times_the_passages_made_out_of_coverage(
+    cloud: CloudServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("catch-up")
+    admin = admin_client(cloud, tmp)
+    race_id = int(
+        admin.post("/api/races", json={"name": "Gap", "starts_at": now_ms()}).json()["id"]
+    )
+    assert admin.put(f"/api/races/{race_id}/course", content=loop_gpx(5.0)).status_code == 200
+    response = admin.put(f"/api/races/{race_id}/checkpoints", json={"checkpoints": CHECKPOINTS})
+    assert response.status_code == 200, response.text
+    enrolled = admin.post("/api/relays", json={"name": "gap", "race_ids": [race_id]})
+    assert enrolled.status_code == 201, enrolled.text
+    t0 = now_ms() - 120_000
+    rider = RelayRider(cloud, admin, race_id, count=60, speed=SPEED, start_ms=t0, offset_m=450.0)
+    start_race(admin, race_id)
+    relay = start_relay(tmp / "relay", cloud, enrolled.json()["credential"])
+    connection = BlockingH3("127.0.0.1", relay.quic_port)
+    try:
+        wait_for(lambda: configured(relay, race_id), what="the race on the relay")
+        status, _, body = connection.request("POST", "/v1/hello", body=rider.hello())
+        assert status == 200, body
+        # A minute out of coverage, then everything at once: the newest fix moves the
+        # rider, the 59 before it are history, and the sprint at 600 m is among them.
+        status, _, body = connection.request(
+            "POST", "/v1/batches", body=encode_frames([rider.batch(1, 60)])
+        )
+        assert status == 200, body
+
+        def timed() -> bool:
+            sprint = splits(relay, race_id)["checkpoints"][0]
+            return [a["bib"] for a in sprint["arrivals"]] == [rider.bib]
+
+        wait_for(timed, what="the sprint passage from the catch-up")
+        (arrival,) = splits(relay, race_id)["checkpoints"][0]["arrivals"]
+        assert abs(arrival["t_ms"] - (t0 + round((600.0 - 450.0) / SPEED * 1000))) <= TOLERANCE_MS
+    finally:
+        connection.close()
+        relay.stop()
