@@ -1,11 +1,13 @@
 """Group commit: one writer thread, one transaction for many requests, fsyncs pipelined.
 
 Requests from the event loop queue *jobs* (functions of :class:`~edge_relay.store.Writes`).
-The writer takes every job waiting and runs each in turn — a failing job undoes only its
-own writes (:class:`~edge_relay.store.Writes` buffers them per job, and gives a savepoint
-to a job that runs a statement of its own) — writes the group's buffered rows with one
-statement per kind and commits. Under load groups grow by themselves (jobs queue while a
-group is being written); when idle a job commits alone, with no added delay.
+The writer opens a transaction for the first job and runs each job as soon as it takes it
+— a failing job undoes only its own writes (:class:`~edge_relay.store.Writes` buffers
+them per job, and gives a savepoint to a job that runs a statement of its own) — taking
+every job that arrives meanwhile into the same group; then it writes the group's buffered
+rows with one statement per kind and commits. Under load groups grow by themselves (jobs
+queue while a group is being written); when idle a job commits alone, with no added
+delay.
 
 **Durability.** The connection commits with ``synchronous=NORMAL`` (the WAL is written,
 not yet synced) and a second thread, the *syncer*, fsyncs the WAL file and only then
@@ -13,7 +15,8 @@ completes the jobs' futures: whatever a job returns (an ack) reaches its caller 
 data is on disk, exactly as with ``synchronous=FULL``. But the writer does not wait for
 the disk: it goes on with the next group while the syncer's fsync covers every commit
 made before it started (one fsync for many groups under load). A *preview* of a job's
-result (a live position: shown, not acked) is handed over as soon as the job has run.
+result (a live position: shown, not acked) is handed over as soon as the job has run,
+before its group is even closed.
 """
 
 from __future__ import annotations
@@ -146,33 +149,41 @@ class GroupCommitter:
             job = self._queue.get()
             if job is None:
                 break
-            group = [job]
-            # Under load (the last group was shared), linger a moment so the requests
-            # whose acks were just released can join this group: far fewer fsyncs.
-            lingers = LINGERS if self._last_group > 1 else 0
-            while len(group) < MAX_GROUP and not stopping:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    if lingers == 0:
-                        break
-                    lingers -= 1
-                    time.sleep(LINGER_S)
-                    continue
-                if more is None:
-                    stopping = True
-                    break
-                group.append(more)
-            self._last_group = len(group)
-            self._commit(group)
+            stopping = self._group(job)
 
-    def _commit(self, group: list[_Job[Any]]) -> None:
+    def _group(self, first: _Job[Any]) -> bool:
+        """One transaction: ``first``, and every job that arrives while it is open.
+
+        Each job runs as soon as the writer takes it and its preview goes out at once,
+        while the group stays open for more; under load (the last group was shared) it
+        lingers a moment so the requests whose acks were just released can join it: far
+        fewer commits and fsyncs. True when the queue said stop.
+        """
+        group: list[_Job[Any]] = []
         outcomes: list[tuple[bool, Any]] = []
+        stopping = False
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-            for job in group:
-                outcomes.append(self._one(job))
-            _preview(group, outcomes)  # shown while the commit goes to disk
+            lingers = LINGERS if self._last_group > 1 else 0
+            job: _Job[Any] | None = first
+            while job is not None:
+                outcome = self._one(job)
+                group.append(job)
+                outcomes.append(outcome)
+                _preview([job], [outcome])  # shown while the group goes on, then to disk
+                job = None
+                while len(group) < MAX_GROUP:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        if lingers == 0:
+                            break
+                        lingers -= 1
+                        time.sleep(LINGER_S)
+                        continue
+                    if job is None:
+                        stopping = True
+                    break
             self.writes.flush()
             started = time.perf_counter()
             self._conn.execute("COMMIT")
@@ -189,12 +200,15 @@ class GroupCommitter:
                 if job.on_abort is not None:
                     job.on_abort()
             _settle(group, [(False, failed)] * len(group))
-            return
+            self._last_group = len(group)
+            return stopping
+        self._last_group = len(group)
         self.stats.commits += 1
         self.stats.jobs += len(group)
         self.stats.largest_group = max(self.stats.largest_group, len(group))
         self.stats.group_sizes = [*self.stats.group_sizes[-99:], len(group)]
         self._synced.put((group, outcomes))  # answered once the syncer's fsync is done
+        return stopping
 
     def _sync_wal_fd(self) -> None:
         """Keep a descriptor on the WAL file the commits went to (the writer's thread).

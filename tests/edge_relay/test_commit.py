@@ -200,9 +200,8 @@ def test_a_group_that_cannot_be_written_fails_every_job(
             asyncio.ensure_future(committer.run(job(2, 99), on_abort=lambda: aborted.append(2))),
         ]
         await asyncio.sleep(0.05)
-        gate.set()
-        await held
-        return await asyncio.gather(*jobs, return_exceptions=True)
+        gate.set()  # the two queued jobs join the open group of the held one
+        return await asyncio.gather(held, *jobs, return_exceptions=True)
 
     results = asyncio.run(go())
     assert all(isinstance(r, CommitFailed) for r in results), results
@@ -245,6 +244,38 @@ def test_a_preview_comes_before_the_durable_result(committer: GroupCommitter) ->
     assert sorted(order) == ["durable 1", "durable 3", "failed 2", "preview 1", "preview 3"]
     assert order.index("preview 1") < order.index("durable 1")
     assert order.index("preview 3") < order.index("durable 3")
+
+
+def test_a_preview_does_not_wait_for_the_rest_of_its_group(committer: GroupCommitter) -> None:
+    """Under load a group stays open for the jobs that keep arriving: each job's preview
+    goes out as soon as it has run, not when its group closes. Here the second job of the
+    group waits for the first one's preview, which could never come otherwise."""
+    shown = threading.Event()
+
+    def second(w: Writes) -> int:
+        assert shown.wait(5), "the first job's preview waited for its group"
+        w.put_fixes(device(2), [fix(1)], verified=False)
+        return 2
+
+    def first(w: Writes) -> int:
+        w.put_fixes(device(1), [fix(1)], verified=False)
+        return 1
+
+    async def go() -> list[int]:
+        gate = threading.Event()
+        held = asyncio.ensure_future(committer.run(lambda w: gate.wait(5)))
+        await asyncio.sleep(0.05)  # the writer is inside `held`: the next two queue up
+        jobs = [
+            asyncio.ensure_future(committer.run(first, preview=lambda v: shown.set())),
+            asyncio.ensure_future(committer.run(second)),
+        ]
+        await asyncio.sleep(0.05)
+        gate.set()  # both join the group `held` opened, and run in order
+        await held
+        return list(await asyncio.gather(*jobs))
+
+    assert asyncio.run(go()) == [1, 2]
+    assert committer.stats.largest_group == 3
 
 
 def test_an_answer_waits_for_the_fsync_that_covers_its_commit(committer: GroupCommitter) -> None:
