@@ -54,14 +54,14 @@ class TickPolicy:
 
     interval_ms: int = 1_000
     """Longest time between two frames (the heartbeat, when no news comes)."""
-    min_interval_ms: int = 30
+    min_interval_ms: int = 25
     """Shortest time between two frames."""
-    coalesce_ms: int = 30
+    coalesce_ms: int = 25
     """Longest wait after a burst's first new fix while the whole frame budget is there
     (it doubles each time the budget halves, up to ``max_coalesce_ms``)."""
     max_coalesce_ms: int = 250
     """Longest coalescing window (the budget is one frame: take the whole burst)."""
-    quiet_ms: int = 12
+    quiet_ms: int = 8
     """A burst has ended when no new fix came for this long."""
     keyframe_every: int = 5
     """A snapshot base every this many frames."""
