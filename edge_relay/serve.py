@@ -28,15 +28,7 @@ def run(settings: RelaySettings) -> None:
         raise click.ClickException(f"cannot listen: {exc}") from None
 
 
-SWITCH_INTERVAL_S = 0.0005
-"""How long a thread may hold the GIL while another waits for it (Python's default is
-5 ms). The relay's writer thread releases the GIL at every SQLite call and must win it
-back from the event loop each time; with the default, a burst of uploads keeps the loop
-busy and every verified fix waits several 5 ms turns before it reaches the live view."""
-
-
 async def _main(settings: RelaySettings) -> None:
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     relay = Relay(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
