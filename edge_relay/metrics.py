@@ -49,6 +49,13 @@ class RelayCollector(Collector):
         frames.add_metric(["stream"], stats.stream_frames)
         frames.add_metric(["websocket"], stats.socket_frames)
         yield frames
+        if relay.workers is not None:
+            restarts = CounterMetricFamily(
+                "gruppetto_relay_fanout_worker_restarts",
+                "Fan-out workers started again after dying",
+            )
+            restarts.add_metric([], relay.workers.restarts)
+            yield restarts
         latency = HistogramMetricFamily(
             "gruppetto_relay_fix_to_frame_ms", "Fix arrival to live frame out (ms)"
         )

@@ -15,6 +15,11 @@ Worker → main: ``["ready"]`` once its port is bound (a worker that cannot bind
 the relay's start with an error), then ``["audience", {race_id: sessions}, datagrams
 sent]`` twice a second, which the main process counts in its frame budget, its
 heartbeat, ``/api/info`` and ``/metrics``.
+
+A worker that dies while the relay runs is started again (after RESPAWN_DELAY_S, backing
+off to RESPAWN_MAX_DELAY_S while it keeps failing) and given each race's newest frames;
+its spectators' browsers reconnect to the same port and land on the workers left or on
+the new one. ``restarts`` counts them (``/metrics``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ AUDIENCE_EVERY_S = 0.5
 READY_TIMEOUT_S = 30.0
 """How long a worker may take to start and bind the spectator port."""
 PR_SET_PDEATHSIG = 1
+RESPAWN_DELAY_S = 0.5
+RESPAWN_MAX_DELAY_S = 30.0
 
 Snapshot = Callable[[], Iterable[tuple[int, bytes, bytes]]]
 """``(race_id, base, newest frame)`` of every race that has frames (for a new worker)."""
@@ -88,32 +95,21 @@ class FanoutWorkers:
         self._audiences: list[dict[int, int]] = []
         self._datagrams: list[int] = []
         self._ready: list[asyncio.Future[bool]] = []
+        self._counted = [0] * count
+        """Datagrams sent by each worker's earlier processes (the counter never goes back)."""
+        self._stopping = False
+        self._respawning: set[asyncio.Task[None]] = set()
         self.dropped = 0
         """Messages a worker was too far behind to take."""
+        self.restarts = 0
+        """Workers started again after dying."""
 
     async def start(self) -> int:
         """Start the workers on the spectator port; returns it."""
         if self.port == 0:
             self.port = _free_udp_port(self.host)
-        context = multiprocessing.get_context("spawn")
-        loop = asyncio.get_running_loop()
         for index in range(self.count):
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            process = context.Process(
-                target=worker_main,
-                args=(theirs, index, self.host, self.port, self._certificate, self._races),
-                name=f"relay-fanout-{index}",
-                daemon=True,
-            )
-            process.start()
-            theirs.close()
-            ours.setblocking(False)
-            self._processes.append(process)
-            self._sockets.append(ours)
-            self._audiences.append({})
-            self._datagrams.append(0)
-            self._ready.append(loop.create_future())
-            loop.add_reader(ours.fileno(), self._read, index)
+            self._spawn(index)
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 started = await asyncio.gather(*self._ready)
@@ -126,11 +122,73 @@ class FanoutWorkers:
                 "(is the port taken? see the relay's log)"
             )
         for index in range(self.count):
-            for race_id, base, last in self._snapshot():
-                self._send(index, ["frame", race_id, base])
-                if last != base:
-                    self._send(index, ["frame", race_id, last])
+            self._catch_up(index)
         return self.port
+
+    def _spawn(self, index: int) -> None:
+        """Start worker ``index`` (a new one, or in the place of one that died)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = multiprocessing.get_context("spawn").Process(
+            target=worker_main,
+            args=(theirs, index, self.host, self.port, self._certificate, self._races),
+            name=f"relay-fanout-{index}",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[bool] = loop.create_future()
+        if index == len(self._processes):
+            self._processes.append(process)
+            self._sockets.append(ours)
+            self._audiences.append({})
+            self._datagrams.append(0)
+            self._ready.append(ready)
+        else:
+            self._processes[index], self._sockets[index], self._ready[index] = (
+                process,
+                ours,
+                ready,
+            )
+            self._audiences[index] = {}
+            self._counted[index] += self._datagrams[index]
+            self._datagrams[index] = 0
+        loop.add_reader(ours.fileno(), self._read, index)
+
+    def _catch_up(self, index: int) -> None:
+        """Give worker ``index`` each race's base and newest frame (for its joins)."""
+        for race_id, base, last in self._snapshot():
+            self._send(index, ["frame", race_id, base])
+            if last != base:
+                self._send(index, ["frame", race_id, last])
+
+    async def _respawn(self, index: int) -> None:
+        """Start a dead worker again, backing off while it cannot start."""
+        delay = RESPAWN_DELAY_S
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            dead, sock = self._processes[index], self._sockets[index]
+            await asyncio.to_thread(dead.join, 5)
+            if sock.fileno() >= 0:
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+                sock.close()
+            self._spawn(index)
+            try:
+                async with asyncio.timeout(READY_TIMEOUT_S):
+                    started = await self._ready[index]
+            except TimeoutError:
+                started = False
+            if started:
+                self.restarts += 1
+                self._catch_up(index)
+                log.warning("fan-out worker started again", extra={"worker": index})
+                return
+            log.error("fan-out worker could not start again", extra={"worker": index})
+            self._processes[index].kill()
+            delay = min(delay * 2, RESPAWN_MAX_DELAY_S)
 
     def publish(self, race_id: int, frame: bytes) -> None:
         """A race's new frame, as sent to the main process's own sessions."""
@@ -156,7 +214,7 @@ class FanoutWorkers:
     @property
     def datagrams(self) -> int:
         """Datagrams the workers have sent (frames to their sessions)."""
-        return sum(self._datagrams)
+        return sum(self._datagrams) + sum(self._counted)
 
     @property
     def sessions(self) -> int:
@@ -170,6 +228,9 @@ class FanoutWorkers:
 
     async def stop(self) -> None:
         """Stop every worker (they also stop on their own when this process dies)."""
+        self._stopping = True
+        for task in self._respawning:
+            task.cancel()
         loop = asyncio.get_running_loop()
         for sock in self._sockets:
             if sock.fileno() >= 0:
@@ -196,12 +257,18 @@ class FanoutWorkers:
                 return
             except OSError:
                 data = b""
-            if not data:  # the worker died: forget its sessions
-                asyncio.get_running_loop().remove_reader(sock.fileno())
+            if not data:  # the worker died: forget its sessions, start it again
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(sock.fileno())
                 self._audiences[index] = {}
                 if not self._ready[index].done():
-                    self._ready[index].set_result(False)
+                    self._ready[index].set_result(False)  # still starting: _respawn retries
+                    return
                 log.error("fan-out worker stopped", extra={"worker": index})
+                if not self._stopping:
+                    task = loop.create_task(self._respawn(index))
+                    self._respawning.add(task)
+                    task.add_done_callback(self._respawning.discard)
                 return
             message = msgpack.unpackb(data, raw=False, strict_map_key=False)
             if message[0] == "ready" and not self._ready[index].done():

@@ -141,3 +141,46 @@ def test_a_spectator_port_taken_stops_the_relay_with_a_reason(
                 "--spectator-port",
                 str(port),
             )
+
+
+def test_a_fan_out_worker_that_dies_is_started_again(
+    cloud: CloudServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    admin, race_id, credential = setup_relay_race(cloud, tmp_path)
+    rider = RelayRider(cloud, admin, race_id, count=30, start_ms=now_ms() - 31_000)
+    start_race(admin, race_id)
+    relay = start_relay(tmp_path / "relay", cloud, credential, "--fanout-workers", "1")
+    try:
+        wait_for(lambda: configured(relay, race_id), what="relay configuration")
+        with relay.client() as c:
+            port = c.get("/api/info").json()["spectator_port"]
+        asyncio.run(upload(relay.quic_port, rider, rider.batch(1, 30)))
+        first = {w for w in children(relay.process.pid) if b"spawn_main" in cmdline(w)}
+        assert len(first) == 1, first
+        os.kill(first.pop(), signal.SIGKILL)  # a crash: the relay carries on
+
+        def restarted() -> bool:
+            with relay.client() as c:
+                return "gruppetto_relay_fanout_worker_restarts_total 1.0" in c.get("/metrics").text
+
+        wait_for(restarted, what="the worker started again")
+        again = {w for w in children(relay.process.pid) if b"spawn_main" in cmdline(w)}
+        assert len(again) == 1, again
+        assert all(running(w) for w in again)
+
+        async def watch() -> int:  # the new worker serves the port, with the race's frames
+            async with spectator(port, f"/live/{race_id}") as client:
+                frame = await client.next_frame(timeout=20)
+                return len(frame.riders)
+
+        assert asyncio.run(watch()) == 1
+    finally:
+        relay.stop()
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
