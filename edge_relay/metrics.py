@@ -106,3 +106,9 @@ class RelayCollector(Collector):
         commits = CounterMetricFamily("gruppetto_relay_commits", "Group commits to SQLite")
         commits.add_metric([], relay.committer.stats.commits)
         yield commits
+        checkpoints = CounterMetricFamily(
+            "gruppetto_relay_checkpoints",
+            "WAL checkpoints into the database file (beside the writer)",
+        )
+        checkpoints.add_metric([], relay.committer.stats.checkpoints)
+        yield checkpoints

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import json
 import logging
 import multiprocessing
@@ -333,6 +334,8 @@ class _Worker:
         )
         loop = asyncio.get_running_loop()
         self.channel.setblocking(False)
+        gc.collect()  # as the main process does (edge_relay.serve.settle_heap)
+        gc.freeze()
         self.channel.send(_pack(["ready"]))
         loop.add_reader(self.channel.fileno(), self._read)
         counting = asyncio.create_task(self._count())

@@ -298,3 +298,35 @@ def test_an_answer_waits_for_the_fsync_that_covers_its_commit(committer: GroupCo
         asyncio.run(go())
         assert seen["answer"] > seen["preview"], seen
     committer.close()
+
+
+def test_the_checkpointer_copies_the_wal_beside_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's COMMIT never checkpoints (it would stall every live position behind
+    the database file's fsync); the checkpointer thread copies the WAL's pages into the
+    database file on its own connection, and what it copied is what was committed."""
+    monkeypatch.setattr("edge_relay.commit.CHECKPOINT_EVERY_S", 0.05)
+    path = tmp_path / "relay.db"
+    c = GroupCommitter(path)
+    assert c.reads.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+
+    def enrol(w: Writes) -> None:
+        w.put_device(device(1), b"cert", 1)
+
+    async def go() -> None:
+        await c.run(enrol)
+        for seq in range(1, 201):
+            await c.run(lambda w, seq=seq: w.put_fixes(device(1), [fix(seq)], verified=False))
+        for _ in range(100):  # up to 5 s
+            if c.stats.checkpoints:
+                break
+            await asyncio.sleep(0.05)
+
+    asyncio.run(go())
+    assert c.stats.checkpoints >= 1
+    assert c.alive
+    c.close()
+    assert not c.alive
+    rows = stored(path)
+    assert [seq for _, seq, _ in rows] == list(range(1, 201))
