@@ -106,7 +106,8 @@ def _hostport(
     default=0,
     show_default=True,
     help="Extra processes serving WebTransport spectators on their own UDP port "
-    "(--spectator-port): one per spare core for thousands of spectators.",
+    "(--spectator-port) and sharing the tracker port (uploads are answered by the main "
+    "process): one per spare core.",
 )
 @click.option(
     "--spectator-port",
@@ -142,7 +143,8 @@ def relay(
     from the configuration saved on an earlier run.
 
     With --fanout-workers N, N more processes serve the WebTransport spectators on a UDP
-    port of their own (the browser is told it by /api/info); trackers, scoring and the
+    port of their own (the browser is told it by /api/info) and share the tracker port,
+    taking in uploads that the main process verifies, stores and answers; scoring and the
     WebSocket fallback stay in the main process.
 
     Example:

@@ -33,7 +33,8 @@ class RelayCollector(Collector):
         trackers.add_metric([], len(relay.ingest.inbox.receivers) if relay.ingest else 0)
         yield trackers
         quic = CounterMetricFamily("gruppetto_relay_quic_connections", "QUIC connections accepted")
-        quic.add_metric([], relay.connections)
+        on_workers = relay.workers.connections if relay.workers is not None else 0
+        quic.add_metric([], relay.connections + on_workers)
         yield quic
         spectators = GaugeMetricFamily(
             "gruppetto_relay_spectators", "Spectator sessions", labels=["transport"]
@@ -56,6 +57,12 @@ class RelayCollector(Collector):
             )
             restarts.add_metric([], relay.workers.restarts)
             yield restarts
+            forwarded = CounterMetricFamily(
+                "gruppetto_relay_forwarded_requests",
+                "Tracker requests taken in by fan-out workers and answered here",
+            )
+            forwarded.add_metric([], relay.workers.forwarded)
+            yield forwarded
         latency = HistogramMetricFamily(
             "gruppetto_relay_fix_to_frame_ms", "Fix arrival to live frame out (ms)"
         )

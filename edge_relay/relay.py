@@ -51,7 +51,7 @@ from .settings import RelaySettings
 from .store import Reads, connect
 from .tls import RelayCertificate, ensure_certificate, load_certificate, needs_renewal
 from .uplink import Uplink
-from .workers import FanoutWorkers
+from .workers import FanoutWorkers, reuse_port_socket
 
 log = logging.getLogger("gruppetto.relay")
 
@@ -140,6 +140,9 @@ class Relay:
                 "this relay has no race configuration yet: start it once with --cloud URL "
                 "and --credential FILE while the cloud is reachable"
             )
+        shared = None  # the workers join the tracker port: its socket allows it
+        if self.settings.fanout_workers:
+            shared = reuse_port_socket(self.settings.quic_host, self.settings.quic_port)
         server = await serve_h3(
             self.settings.quic_host,
             self.settings.quic_port,
@@ -147,6 +150,7 @@ class Relay:
             self,
             self.tickets,
             on_protocol=self._connection_made,
+            sock=shared,
         )
         self._quic_server = server
         transport = server._transport
@@ -163,6 +167,8 @@ class Relay:
                 (str(self.certificate.cert_path), str(self.certificate.key_path)),
                 self.config.race_ids if self.config else (),
                 self._frames_now,
+                tracker_port=self.quic_port,
+                requests=self.request,
             )
             self.spectator_port = await self.workers.start()
             self.fanout.workers = self.workers

@@ -11,10 +11,22 @@ the main loop — a worker that falls behind misses a frame, as a datagram could
 
 Messages are msgpack lists. Main → worker: ``["frame", race_id, bytes]`` (a snapshot
 becomes the worker's base for joins), ``["races", [ids]]``, ``["certificate", cert, key]``.
-Worker → main: ``["ready"]`` once its port is bound (a worker that cannot bind stops
+Worker → main: ``["ready"]`` once its ports are bound (a worker that cannot bind stops
 the relay's start with an error), then ``["audience", {race_id: sessions}, datagrams
-sent]`` twice a second, which the main process counts in its frame budget, its
-heartbeat, ``/api/info`` and ``/metrics``.
+sent, connections accepted]`` twice a second, which the main process counts in its frame
+budget, its heartbeat, ``/api/info`` and ``/metrics``. On the request stream (length-
+prefixed msgpack): worker → main ``["request", id, method, path, body]``, main → worker
+``["answer", id, status, body, content_type]``.
+
+**Trackers too.** The workers also join the relay's tracker port (``SO_REUSEPORT`` with
+the main process), so a second's burst of uploads is taken in by every process at once:
+a worker does the QUIC and HTTP/3 work of the uploads that land on it and hands each
+request (method, path, body) to the main process over a stream socket pair (bodies up to
+the upload limit), which verifies, stores and answers it as if it had come in itself;
+the answer goes back the same way. Requests carry no connection state (a session hello
+is the device's, not the connection's), so any process may take any of them. A tracker
+whose connection lands on another process after a worker restart connects again, as
+after any lost connection (without 0-RTT the first time: tickets are per process).
 
 A worker that dies while the relay runs is started again (after RESPAWN_DELAY_S, backing
 off to RESPAWN_MAX_DELAY_S while it keeps failing) and given each race's newest frames;
@@ -34,13 +46,15 @@ import multiprocessing
 import re
 import signal
 import socket
-from collections.abc import Callable, Iterable
+import struct
+from collections.abc import Awaitable, Callable, Iterable
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
 import msgpack
 
 from sync_protocol.frames import FrameKind, fits_datagram, peek_kind
+from sync_protocol.upload import MAX_UPLOAD_BYTES
 
 from .h3 import (
     Response,
@@ -62,8 +76,16 @@ PR_SET_PDEATHSIG = 1
 RESPAWN_DELAY_S = 0.5
 RESPAWN_MAX_DELAY_S = 30.0
 
+REQUEST_HEADER = struct.Struct(">I")
+"""A request-stream message: its length, then msgpack."""
+MAX_REQUEST_MESSAGE = MAX_UPLOAD_BYTES + 64 * 1024
+FORWARD_TIMEOUT_S = 30.0
+"""How long a worker waits for the main process to answer a forwarded request."""
+
 Snapshot = Callable[[], Iterable[tuple[int, bytes, bytes]]]
 """``(race_id, base, newest frame)`` of every race that has frames (for a new worker)."""
+RequestHandler = Callable[[str, str, bytes], Awaitable[Response]]
+"""The main process's answer to a tracker request (``Relay.request``)."""
 
 
 def _pack(message: list[Any]) -> bytes:
@@ -81,7 +103,12 @@ class FanoutWorkers:
         certificate: tuple[str, str],
         races: Iterable[int],
         snapshot: Snapshot,
+        tracker_port: int | None = None,
+        requests: RequestHandler | None = None,
     ) -> None:
+        """``tracker_port`` (bound by the main process with ``SO_REUSEPORT``) is shared
+        too when given, with the tracker requests that land on a worker answered by
+        ``requests``."""
         if count < 1:
             raise ValueError("at least one fan-out worker")
         self.count = count
@@ -91,6 +118,14 @@ class FanoutWorkers:
         self._certificate = certificate
         self._races = sorted(set(races))
         self._snapshot = snapshot
+        self._tracker_port = tracker_port
+        self._requests = requests
+        self._serving: list[asyncio.Task[None]] = []
+        self._answering: set[asyncio.Task[None]] = set()
+        self._connections: list[int] = []
+        self._connections_before = 0
+        self.forwarded = 0
+        """Tracker requests the workers took in and the main process answered."""
         self._processes: list[SpawnProcess] = []
         self._sockets: list[socket.socket] = []
         self._audiences: list[dict[int, int]] = []
@@ -129,16 +164,29 @@ class FanoutWorkers:
     def _spawn(self, index: int) -> None:
         """Start worker ``index`` (a new one, or in the place of one that died)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        asks, answers = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ports = (self.port, self._tracker_port)
         process = multiprocessing.get_context("spawn").Process(
             target=worker_main,
-            args=(theirs, index, self.host, self.port, self._certificate, self._races),
+            args=(theirs, answers, index, self.host, ports, self._certificate, self._races),
             name=f"relay-fanout-{index}",
             daemon=True,
         )
         process.start()
         theirs.close()
+        answers.close()
         ours.setblocking(False)
+        asks.setblocking(False)
         loop = asyncio.get_running_loop()
+        serving = loop.create_task(self._serve_requests(asks))
+        if index == len(self._serving):
+            self._serving.append(serving)
+            self._connections.append(0)
+        else:
+            self._serving[index].cancel()
+            self._serving[index] = serving
+            self._connections_before += self._connections[index]
+            self._connections[index] = 0
         ready: asyncio.Future[bool] = loop.create_future()
         if index == len(self._processes):
             self._processes.append(process)
@@ -218,6 +266,11 @@ class FanoutWorkers:
         return sum(self._datagrams) + sum(self._counted)
 
     @property
+    def connections(self) -> int:
+        """QUIC connections the workers have accepted (trackers and spectators)."""
+        return sum(self._connections) + self._connections_before
+
+    @property
     def sessions(self) -> int:
         """Sessions on all workers."""
         return sum(sum(a.values()) for a in self._audiences)
@@ -230,7 +283,7 @@ class FanoutWorkers:
     async def stop(self) -> None:
         """Stop every worker (they also stop on their own when this process dies)."""
         self._stopping = True
-        for task in self._respawning:
+        for task in [*self._respawning, *self._serving, *self._answering]:
             task.cancel()
         loop = asyncio.get_running_loop()
         for sock in self._sockets:
@@ -242,6 +295,38 @@ class FanoutWorkers:
             if process.is_alive():
                 process.kill()
         self._sockets.clear()
+
+    async def _serve_requests(self, sock: socket.socket) -> None:
+        """Answer the tracker requests one worker took in, until its stream ends."""
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST_MESSAGE)
+        try:
+            while True:
+                message = await _read_message(reader)
+                if message is None:
+                    return
+                if message[0] != "request" or self._requests is None:
+                    continue
+                task = asyncio.create_task(self._answer(writer, message))
+                self._answering.add(task)
+                task.add_done_callback(self._answering.discard)
+        finally:
+            writer.close()
+
+    async def _answer(self, writer: asyncio.StreamWriter, message: list[Any]) -> None:
+        _, request_id, method, path, body = message
+        assert self._requests is not None
+        try:
+            response = await self._requests(str(method), str(path), bytes(body))
+        except Exception:
+            log.exception("forwarded request failed", extra={"path": path})
+            response = Response(500, b'{"error":"internal","message":"relay error"}')
+        self.forwarded += 1
+        if writer.is_closing():
+            return  # the worker died meanwhile: its tracker asks again
+        answer = ["answer", request_id, response.status, response.body, response.content_type]
+        writer.write(_frame_message(answer))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
 
     def _send(self, index: int, message: list[Any]) -> None:
         try:
@@ -277,6 +362,41 @@ class FanoutWorkers:
             elif message[0] == "audience":
                 self._audiences[index] = {int(k): int(v) for k, v in message[1].items()}
                 self._datagrams[index] = int(message[2])
+                self._connections[index] = int(message[3])
+
+
+def _frame_message(message: list[Any]) -> bytes:
+    data = _pack(message)
+    return REQUEST_HEADER.pack(len(data)) + data
+
+
+async def _read_message(reader: asyncio.StreamReader) -> list[Any] | None:
+    """The next request-stream message, or None at the end of the stream."""
+    try:
+        header = await reader.readexactly(REQUEST_HEADER.size)
+        (size,) = REQUEST_HEADER.unpack(header)
+        if size > MAX_REQUEST_MESSAGE:
+            log.error("request stream broken", extra={"size": size})
+            return None
+        data = await reader.readexactly(size)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    message = msgpack.unpackb(data, raw=False)
+    return message if isinstance(message, list) and message else None
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to ``host:port`` that other processes may join (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        grow_buffers(sock)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _free_udp_port(host: str) -> int:
@@ -291,47 +411,69 @@ def _free_udp_port(host: str) -> int:
 
 def worker_main(
     channel: socket.socket,
+    requests: socket.socket,
     index: int,
     host: str,
-    port: int,
+    ports: tuple[int, int | None],
     certificate: tuple[str, str],
     races: list[int],
 ) -> None:
-    """Process entry: serve WebTransport spectators until the main process goes away."""
+    """Process entry: serve WebTransport spectators (on the spectator port and, when
+    given, the tracker port) and forward tracker requests, until the main process goes
+    away."""
     with contextlib.suppress(OSError, AttributeError):  # Linux: die with the relay
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the main process
     logging.basicConfig(level=logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_Worker(channel, index, races).serve(host, port, certificate))
+        asyncio.run(_Worker(channel, requests, index, races).serve(host, ports, certificate))
 
 
 class _Worker:
     """One worker's sessions and the newest frames of each race."""
 
-    max_body = 1024
-    request_timeout_s = 10.0
+    max_body = MAX_UPLOAD_BYTES
+    request_timeout_s = 30.0
 
-    def __init__(self, channel: socket.socket, index: int, races: list[int]) -> None:
+    def __init__(
+        self, channel: socket.socket, requests: socket.socket, index: int, races: list[int]
+    ) -> None:
         self.channel = channel
+        self.requests = requests
+        self._writer: asyncio.StreamWriter | None = None
+        self._waiting: dict[int, asyncio.Future[Response]] = {}
+        self._next_id = 0
+        self.connections = 0
         self.index = index
         self.races = set(races)
         self.sessions: dict[int, set[WebTransportSession]] = {}
         self.base: dict[int, bytes] = {}
         self.last: dict[int, bytes] = {}
         self.done = asyncio.Event()
-        self.server: Any = None
+        self.servers: list[Any] = []
         self.datagrams = 0
 
-    async def serve(self, host: str, port: int, certificate: tuple[str, str]) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        grow_buffers(sock)
-        sock.bind((host, port))
-        self.server = await serve_h3(
-            host, port, quic_configuration(*certificate), self, SessionTickets(), sock=sock
+    async def serve(
+        self, host: str, ports: tuple[int, int | None], certificate: tuple[str, str]
+    ) -> None:
+        configuration, tickets = quic_configuration(*certificate), SessionTickets()
+        for port in ports:
+            if port is None:
+                continue
+            server = await serve_h3(
+                host,
+                port,
+                configuration,
+                self,
+                tickets,
+                on_protocol=self._connection_made,
+                sock=reuse_port_socket(host, port),
+            )
+            self.servers.append(server)
+        reader, self._writer = await asyncio.open_unix_connection(
+            sock=self.requests, limit=MAX_REQUEST_MESSAGE
         )
+        answers = asyncio.create_task(self._answers(reader))
         loop = asyncio.get_running_loop()
         self.channel.setblocking(False)
         gc.collect()  # as the main process does (edge_relay.serve.settle_heap)
@@ -343,13 +485,44 @@ class _Worker:
             await self.done.wait()
         finally:
             counting.cancel()
-            self.server.close()
+            answers.cancel()
+            for server in self.servers:
+                server.close()
 
     # -- the Handler protocol of edge_relay.h3 --------------------------------------
 
     async def request(self, method: str, path: str, body: bytes) -> Response:
-        doc = {"error": "not-found", "message": "this port serves live WebTransport only"}
-        return Response(404, json.dumps(doc).encode())
+        """A tracker's request: answered by the main process."""
+        if self._writer is None or self._writer.is_closing():
+            return _busy("the relay is restarting")
+        self._next_id += 1
+        request_id = self._next_id
+        answer: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = answer
+        try:
+            self._writer.write(_frame_message(["request", request_id, method, path, body]))
+            async with asyncio.timeout(FORWARD_TIMEOUT_S):
+                await self._writer.drain()
+                return await answer
+        except (TimeoutError, ConnectionError):
+            return _busy("the relay did not answer in time")
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def _answers(self, reader: asyncio.StreamReader) -> None:
+        while (message := await _read_message(reader)) is not None:
+            if message[0] != "answer":
+                continue
+            _, request_id, status, body, content_type = message
+            waiting = self._waiting.get(int(request_id))
+            if waiting is not None and not waiting.done():
+                waiting.set_result(Response(int(status), bytes(body), str(content_type)))
+        for waiting in self._waiting.values():  # the main process is gone
+            if not waiting.done():
+                waiting.set_result(_busy("the relay is restarting"))
+
+    def _connection_made(self, _protocol: object) -> None:
+        self.connections += 1
 
     def session_opened(self, path: str, session: WebTransportSession) -> bool:
         match = LIVE_PATH.match(path)
@@ -406,14 +579,21 @@ class _Worker:
             elif kind == "races":
                 self.races = {int(r) for r in message[1]}
             elif kind == "certificate":
-                self.server._configuration = quic_configuration(message[1], message[2])
+                configuration = quic_configuration(message[1], message[2])
+                for server in self.servers:
+                    server._configuration = configuration
 
     async def _count(self) -> None:
         while True:
             audience = {r: sum(1 for s in ss if not s.closed) for r, ss in self.sessions.items()}
             with contextlib.suppress(BlockingIOError, OSError):
-                self.channel.send(_pack(["audience", audience, self.datagrams]))
+                self.channel.send(_pack(["audience", audience, self.datagrams, self.connections]))
             await asyncio.sleep(AUDIENCE_EVERY_S)
+
+
+def _busy(reason: str) -> Response:
+    doc = {"error": "busy", "message": f"{reason}: try again"}
+    return Response(503, json.dumps(doc).encode())
 
 
 def _send(session: WebTransportSession, frame: bytes) -> int:

@@ -1,4 +1,5 @@
-"""Fan-out worker processes: spectators on their own UDP port, frames from the main one."""
+"""Fan-out worker processes: spectators on their own UDP port, frames from the main one,
+and tracker uploads taken in on the shared tracker port and answered by the main one."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.edge_relay.harness import (
     start_race,
     start_relay,
 )
-from tests.edge_relay.test_relay_ingest import configured, upload, wait_for
+from tests.edge_relay.test_relay_ingest import configured, relay_fixes, upload, wait_for
 from tests.edge_relay.test_relay_live import cloud  # noqa: F401  (the module's cloud)
 from tests.edge_relay.wt import spectator
 
@@ -184,3 +185,43 @@ def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_uploads_landing_on_workers_are_verified_stored_and_acked_by_the_main_process(
+    cloud: CloudServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The workers share the tracker port: the kernel spreads the trackers' connections
+    over every process, a worker hands each request to the main process, and the
+    tracker gets the main process's answer (acks only once stored, gaps, refusals)."""
+    admin, race_id, credential = setup_relay_race(cloud, tmp_path)
+    rider = RelayRider(cloud, admin, race_id, count=60, start_ms=now_ms() - 61_000)
+    start_race(admin, race_id)
+    relay = start_relay(tmp_path / "relay", cloud, credential, "--fanout-workers", "2")
+    try:
+        wait_for(lambda: configured(relay, race_id), what="relay configuration")
+        acked = []
+        for first in range(1, 61, 5):  # 12 connections from 12 source ports
+            results = asyncio.run(upload(relay.quic_port, rider, rider.batch(first, first + 4)))
+            assert [r.refused for r in results] == [False]
+            assert results[0].ack is not None
+            acked.append(results[0].ack.acked_seq)
+        assert acked == list(range(5, 61, 5))
+        assert relay_fixes(relay, rider.device) == [(s, 1) for s in range(1, 61)]
+        gap = asyncio.run(upload(relay.quic_port, rider, rider.batch(1, 5)))[0]
+        assert gap.ack is not None
+        assert gap.ack.acked_seq == 60  # a duplicate, acked again
+
+        with relay.client() as c:
+            metrics = c.get("/metrics").text
+        forwarded = [
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("gruppetto_relay_forwarded_requests_total")
+        ]
+        # 26 requests over 13 connections and 3 processes: all on the main one would be
+        # a (1/3)^13 chance.
+        assert forwarded
+        assert forwarded[0] > 0
+    finally:
+        relay.stop()
