@@ -169,6 +169,7 @@ class Relay:
                 self._frames_now,
                 tracker_port=self.quic_port,
                 requests=self.request,
+                request_timeout_s=self.settings.request_timeout_s,
             )
             self.spectator_port = await self.workers.start()
             self.fanout.workers = self.workers

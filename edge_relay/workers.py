@@ -105,6 +105,7 @@ class FanoutWorkers:
         snapshot: Snapshot,
         tracker_port: int | None = None,
         requests: RequestHandler | None = None,
+        request_timeout_s: float = 30.0,
     ) -> None:
         """``tracker_port`` (bound by the main process with ``SO_REUSEPORT``) is shared
         too when given, with the tracker requests that land on a worker answered by
@@ -119,6 +120,7 @@ class FanoutWorkers:
         self._races = sorted(set(races))
         self._snapshot = snapshot
         self._tracker_port = tracker_port
+        self._request_timeout_s = request_timeout_s
         self._requests = requests
         self._serving: list[asyncio.Task[None]] = []
         self._answering: set[asyncio.Task[None]] = set()
@@ -168,7 +170,16 @@ class FanoutWorkers:
         ports = (self.port, self._tracker_port)
         process = multiprocessing.get_context("spawn").Process(
             target=worker_main,
-            args=(theirs, answers, index, self.host, ports, self._certificate, self._races),
+            args=(
+                theirs,
+                answers,
+                index,
+                self.host,
+                ports,
+                self._certificate,
+                self._races,
+                self._request_timeout_s,
+            ),
             name=f"relay-fanout-{index}",
             daemon=True,
         )
@@ -417,6 +428,7 @@ def worker_main(
     ports: tuple[int, int | None],
     certificate: tuple[str, str],
     races: list[int],
+    request_timeout_s: float = 30.0,
 ) -> None:
     """Process entry: serve WebTransport spectators (on the spectator port and, when
     given, the tracker port) and forward tracker requests, until the main process goes
@@ -426,7 +438,9 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the main process
     logging.basicConfig(level=logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_Worker(channel, requests, index, races).serve(host, ports, certificate))
+        worker = _Worker(channel, requests, index, races)
+        worker.request_timeout_s = request_timeout_s  # a half-open upload, as in the main one
+        asyncio.run(worker.serve(host, ports, certificate))
 
 
 class _Worker:
