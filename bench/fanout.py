@@ -3,6 +3,7 @@
     python -m bench.fanout --json     # 5,000 WebTransport sessions (a few minutes)
     python -m bench.fanout --quick    # 500 sessions (~65 s, 20 s of it registering racers)
     python -m bench.fanout --relay-workers 2   # the relay with 2 fan-out worker processes
+    python -m bench.fanout --crowd python      # the sessions from aioquic client processes
 
 Starts a real cloud and a real relay (``gruppetto cloud``, ``gruppetto relay``) on
 127.0.0.1, a live race of 50 riders (registered racers with enrolled devices), and runs:
@@ -12,11 +13,14 @@ Starts a real cloud and a real relay (``gruppetto cloud``, ``gruppetto relay``) 
    a signed head every 10th). 20 WebTransport spectators decode every frame against its
    base; for each fix, the time from its upload request leaving the rider to the first
    frame at a spectator that shows that position. Target: p99 <= 100 ms (DESIGN.md).
-2. **Sessions.** N WebTransport sessions (5,000; ``--quick``: 500) opened from several
-   client processes (one Python process cannot drive thousands of QUIC connections),
-   held for a window while the riders keep uploading: sessions connected, frames per
-   session per second, datagram loss (frame ticks a session never got), the relay
-   process's CPU and RSS (from /proc), and the latency again at a few decoding sessions.
+2. **Sessions.** N WebTransport sessions (5,000; ``--quick``: 500) held for a window
+   while the riders keep uploading: sessions connected, frames per session per second,
+   datagram loss (frame ticks a session never got), the relay process's CPU and RSS (from
+   /proc), and the latency again at a few decoding sessions. The crowd (``--crowd``) is
+   headless Chromium (``bench/fanout_crowd.py``: browsers' C++ QUIC, as spectators
+   have), the default when /usr/bin/chromium exists, with 8 (``--quick``: 4) of the N
+   sessions from a Python process that decodes every frame; or aioquic client processes
+   (``python``), which on a small machine take as much CPU per datagram as the relay.
    Target: >= 5,000 sessions at 1 frame/s each with 50 riders in the frames.
 
 Everything runs on loopback, is bounded in count and time, and is torn down at the end,
@@ -49,6 +53,7 @@ from typing import Any
 import httpx
 
 from .fanout_clients import CrowdPlan, Sent, riders_main, spectators_main
+from .fanout_crowd import CHROMIUM, NICE, ChromiumCrowd, ChromiumPlan, chromium_crowd, rss_mb
 from .fanout_setup import Servers, servers
 
 RIDERS = 50
@@ -85,12 +90,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     parser.add_argument("--quick", action="store_true", help="500 sessions (~65 s)")
     parser.add_argument("--sessions", type=int, help="WebTransport sessions to open")
-    parser.add_argument("--workers", type=int, help="spectator client processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="spectator client processes (--crowd chromium: 2 decoding sessions for each)",
+    )
     parser.add_argument(
         "--relay-workers",
         type=int,
         default=0,
         help="the relay's fan-out worker processes (gruppetto relay --fanout-workers)",
+    )
+    parser.add_argument(
+        "--crowd",
+        choices=["chromium", "python"],
+        default="chromium" if CHROMIUM.exists() else "python",
+        help="who opens the sessions: headless Chromium (default when /usr/bin/chromium "
+        "exists) or aioquic client processes",
     )
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
@@ -124,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp,
             servers(Path(tmp), RIDERS, log, profile, max(0, args.relay_workers)) as env,
         ):
-            figures, notes = Run(env, scale, log).go()
+            figures, notes = Run(env, scale, log, args.crowd).go()
     except KeyboardInterrupt:
         print("interrupted: everything stopped", file=sys.stderr)
         return 130
@@ -162,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 class Run:
     """One benchmark run against running servers."""
 
-    def __init__(self, env: Servers, scale: Scale, log: Log) -> None:
-        self.env, self.scale, self.log = env, scale, log
+    def __init__(self, env: Servers, scale: Scale, log: Log, crowd: str = "python") -> None:
+        self.env, self.scale, self.log, self.crowd = env, scale, log, crowd
         self.ctx: SpawnContext = multiprocessing.get_context("spawn")
         self.children: list[SpawnProcess] = []
         self.notes: list[str] = []
@@ -210,22 +226,7 @@ class Run:
         )
         latency_crowd = self._crowd([plan], scale.latency_s)
 
-        per = math.ceil(scale.sessions / scale.workers)
-        plans = [
-            CrowdPlan(
-                worker=w,
-                port=env.relay_spectator_port,
-                race_id=env.race_id,
-                sessions=min(per, scale.sessions - w * per),
-                decoding=scale.decoding_per_worker,
-                concurrency=8,
-                ramp_s=scale.ramp_s,
-            )
-            for w in range(scale.workers)
-            if scale.sessions - w * per > 0
-        ]
-        log(f"sessions: opening {scale.sessions} from {len(plans)} client processes ...")
-        crowd = self._crowd(plans, scale.hold_s)
+        crowd = self._chromium() if self.crowd == "chromium" else self._python()
 
         stop.set()
         done = _get(rider_results, 30, "the riders' records")
@@ -233,7 +234,11 @@ class Run:
         upload_errors: dict[str, int] = done[2]
         riders.join(timeout=15)
 
-        figures: dict[str, Any] = {"riders": RIDERS, "relay_fanout_workers": self.env.relay_workers}
+        figures: dict[str, Any] = {
+            "riders": RIDERS,
+            "relay_fanout_workers": self.env.relay_workers,
+            "crowd": self.crowd,
+        }
         lat = _latency(sent, latency_crowd)
         figures.update(
             latency_p50_ms=lat["p50"],
@@ -266,8 +271,55 @@ class Run:
             self.notes.append("the relay ran under cProfile: figures are not comparable")
         return figures, self.notes
 
-    def _crowd(self, plans: Sequence[CrowdPlan], hold_s: float) -> Crowd:
-        """Start the spectator processes, wait for their sessions, measure one window."""
+    def _python(self) -> Crowd:
+        """The sessions from aioquic client processes, two decoding sessions in each."""
+        scale, env = self.scale, self.env
+        per = math.ceil(scale.sessions / scale.workers)
+        plans = [
+            CrowdPlan(
+                worker=w,
+                port=env.relay_spectator_port,
+                race_id=env.race_id,
+                sessions=min(per, scale.sessions - w * per),
+                decoding=scale.decoding_per_worker,
+                concurrency=8,
+                ramp_s=scale.ramp_s,
+            )
+            for w in range(scale.workers)
+            if scale.sessions - w * per > 0
+        ]
+        self.log(f"sessions: opening {scale.sessions} from {len(plans)} client processes ...")
+        return self._crowd(plans, scale.hold_s)
+
+    def _chromium(self) -> Crowd:
+        """The sessions from headless Chromium, and a few decoding ones from Python (the
+        latency under that load, measured as in the latency phase)."""
+        scale, env = self.scale, self.env
+        decoding = min(scale.sessions - 1, scale.workers * scale.decoding_per_worker)
+        decoders = CrowdPlan(0, env.relay_spectator_port, env.race_id, decoding, decoding, 8, 30.0)
+        plans = [decoders] if decoding else []
+        info = httpx.get(f"http://127.0.0.1:{env.relay_http_port}/api/info", timeout=10).json()
+        if not info.get("cert_sha256"):
+            raise SystemExit("the relay reports no self-signed certificate hash in /api/info")
+        plan = ChromiumPlan(
+            origin_url=f"http://127.0.0.1:{env.relay_http_port}/api/info",
+            session_url=f"https://127.0.0.1:{env.relay_spectator_port}/live/{env.race_id}",
+            cert_sha256=str(info["cert_sha256"]),
+            sessions=scale.sessions - decoding,
+            ramp_s=scale.ramp_s,
+        )
+        self.log(
+            f"sessions: opening {plan.sessions} from Chromium and {decoding} decoding ones "
+            "from a Python process ..."
+        )
+        with chromium_crowd(plan, self.log) as browsers:
+            return self._crowd(plans, scale.hold_s, browsers)
+
+    def _crowd(
+        self, plans: Sequence[CrowdPlan], hold_s: float, browsers: ChromiumCrowd | None = None
+    ) -> Crowd:
+        """Start the spectator processes (and open the browsers' sessions), wait for their
+        sessions, measure one window."""
         results: Any = self.ctx.Queue()
         controls: list[Any] = []
         processes = []
@@ -282,29 +334,48 @@ class Run:
             self.children.append(process)
             processes.append(process)
             controls.append(control)
-        crowd = Crowd(sum(p.sessions for p in plans))
+        chromium = browsers.plan.sessions if browsers is not None else 0
+        crowd = Crowd(sum(p.sessions for p in plans) + chromium)
         drops_before = _udp_receive_drops()
-        ramp = max(p.ramp_s for p in plans) + 30
+        if browsers is not None:
+            opened = browsers.open()
+            crowd.chromium_sessions = opened.opened
+            crowd.handshake_ms = opened.handshake_ms
+            crowd.add(opened.opened, opened.failures, opened.seconds)
+            self.log(f"  chromium: {opened.opened} sessions open in {opened.seconds:.1f} s")
+        ramp = max((p.ramp_s for p in plans), default=0.0) + 30
         for _ in plans:
             message = _get(results, ramp, "the spectators' sessions")
             _, worker, opened, failures, seconds = message
-            crowd.opened += opened
-            crowd.failures.update({k: crowd.failures.get(k, 0) + v for k, v in failures.items()})
-            crowd.ramp_s = max(crowd.ramp_s, seconds)
+            crowd.add(opened, failures, seconds)
             self.log(f"  client process {worker}: {opened} sessions open in {seconds:.1f} s")
         start = time.monotonic() + 1.0
         end = start + hold_s
         for control in controls:
             control.put(("window", start, end))
+        if browsers is not None:
+            browsers.set_window(start, end)
         time.sleep(max(0.0, start - time.monotonic()))
         metrics_before = _metrics(self.env.relay_http_port)
         pids = [p.pid or 0 for p in processes]
+        chromium_pids = browsers.pids() if browsers is not None else []
         relay = _family(self.env.relay_pid)  # with its fan-out workers
-        before = (time.monotonic(), sum(map(_cpu_s, relay)), sum(map(_cpu_s, pids)))
+        before = (
+            time.monotonic(),
+            sum(map(_cpu_s, relay)),
+            sum(map(_cpu_s, pids)),
+            sum(map(_cpu_s, chromium_pids)),
+        )
         time.sleep(max(0.0, end - time.monotonic()))
         wall = time.monotonic() - before[0]
         crowd.relay_cpu_pct = round((sum(map(_cpu_s, relay)) - before[1]) / wall * 100, 1)
-        crowd.clients_cpu_pct = round((sum(map(_cpu_s, pids)) - before[2]) / wall * 100, 1)
+        chromium_cpu = sum(map(_cpu_s, chromium_pids)) - before[3]
+        python_cpu = sum(map(_cpu_s, pids)) - before[2]
+        crowd.clients_cpu_pct = round((python_cpu + chromium_cpu) / wall * 100, 1)
+        if browsers is not None:
+            crowd.chromium_cpu_pct = round(chromium_cpu / wall * 100, 1)
+            crowd.chromium_processes = len(chromium_pids)
+            crowd.chromium_rss_mb = rss_mb(chromium_pids)
         crowd.relay_rss_mb, crowd.relay_peak_rss_mb = _rss_mb(self.env.relay_pid)
         crowd.udp_drops = _udp_receive_drops() - drops_before
         crowd.read_metrics(metrics_before, _metrics(self.env.relay_http_port), wall)
@@ -314,6 +385,8 @@ class Run:
             message = _get(results, 60, "the spectators' figures")
             crowd.reports.extend(message[2])
             crowd.lags.extend(message[4])
+        if browsers is not None:
+            crowd.reports.extend(browsers.reports())
         for process in processes:
             process.join(timeout=20)
         return crowd
@@ -340,6 +413,18 @@ class Crowd:
         self.udp_drops = 0
         self.lags: list[float] = []
         self.loadavg = 0.0
+        self.chromium_sessions = 0
+        self.chromium_cpu_pct = 0.0
+        self.chromium_processes = 0
+        self.chromium_rss_mb = 0.0
+        self.handshake_ms: list[float] = []
+
+    def add(self, opened: int, failures: dict[str, int], seconds: float) -> None:
+        """One client process's (or the browsers') sessions, opened or not."""
+        self.opened += opened
+        for reason, count in failures.items():
+            self.failures[reason] = self.failures.get(reason, 0) + count
+        self.ramp_s = max(self.ramp_s, seconds)
 
     def covers(self, t: float) -> bool:
         return self.window[0] <= t <= self.window[1]
@@ -366,8 +451,9 @@ class Crowd:
         union = sorted({t for r in self.reports for t in r["ticks"]})
         interior = set(union[1:-1])  # a frame at the window's edge reaches some, not others
         expected = len(interior) * len(self.reports)
-        got = sum(len(interior.intersection(r["ticks"])) for r in self.reports)
-        return {
+        got = sum(len(interior & {*r["ticks"], *r.get("ticks_near", ())}) for r in self.reports)
+        datagrams = sum(r["datagrams"] for r in self.reports)
+        out = {
             "sessions_planned": planned,
             "sessions_connected": len(connected),
             "sessions_failed": self.planned - self.opened,
@@ -385,11 +471,26 @@ class Crowd:
             "relay_rss_mb": self.relay_rss_mb,
             "relay_peak_rss_mb": self.relay_peak_rss_mb,
             "clients_cpu_pct": self.clients_cpu_pct,
+            "clients_cpu_us_per_datagram": (
+                round(self.clients_cpu_pct / 100 * hold / datagrams * 1e6) if datagrams else 0
+            ),
             "relay_fix_to_frame_mean_ms_sessions_phase": self.relay_mean_latency_ms,
             "clients_loop_lag_p99_ms": _pct(sorted(self.lags), 99),
             "udp_receive_buffer_drops": self.udp_drops,
             "loadavg_1m_sessions_phase": round(self.loadavg, 2),
         }
+        if self.chromium_processes:
+            out.update(
+                chromium_sessions=self.chromium_sessions,
+                python_decoding_sessions=self.opened - self.chromium_sessions,
+                chromium_cpu_pct=self.chromium_cpu_pct,
+                chromium_processes=self.chromium_processes,
+                chromium_rss_mb=self.chromium_rss_mb,
+                chromium_nice=NICE,
+                chromium_handshake_p50_ms=_pct(self.handshake_ms, 50, 0),
+                chromium_handshake_p90_ms=_pct(self.handshake_ms, 90, 0),
+            )
+        return out
 
     def notes(self) -> list[str]:
         out = []
@@ -414,9 +515,16 @@ def _observations(f: dict[str, Any]) -> list[str]:
             "receive buffer during the sessions phase (machine-wide /proc/net/snmp "
             "RcvbufErrors; the relay's one socket takes every ACK and handshake)"
         )
-    if f["relay_cpu_pct"] >= 85:
+    cores = os.cpu_count() or 1
+    if f["relay_cpu_pct"] >= 85 * min(cores, 1 + f["relay_fanout_workers"]):
         out.append(
             f"the relay is CPU-bound ({f['relay_cpu_pct']:g}% of one core, workers included)"
+        )
+    if f["relay_cpu_pct"] + f["clients_cpu_pct"] >= 85 * cores:
+        out.append(
+            f"the machine's {cores} cores are busy: relay {f['relay_cpu_pct']:g}% and "
+            f"spectator clients {f['clients_cpu_pct']:g}% of one core (the riders and "
+            "the cloud besides)"
         )
     if f["clients_loop_lag_p99_ms"] > 50:
         out.append(
