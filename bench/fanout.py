@@ -340,6 +340,7 @@ class Run:
         if browsers is not None:
             opened = browsers.open()
             crowd.chromium_sessions = opened.opened
+            crowd.chromium_retries = opened.retries
             crowd.handshake_ms = opened.handshake_ms
             crowd.add(opened.opened, opened.failures, opened.seconds)
             self.log(f"  chromium: {opened.opened} sessions open in {opened.seconds:.1f} s")
@@ -414,6 +415,7 @@ class Crowd:
         self.lags: list[float] = []
         self.loadavg = 0.0
         self.chromium_sessions = 0
+        self.chromium_retries = 0
         self.chromium_cpu_pct = 0.0
         self.chromium_processes = 0
         self.chromium_rss_mb = 0.0
@@ -489,6 +491,7 @@ class Crowd:
                 chromium_nice=NICE,
                 chromium_handshake_p50_ms=_pct(self.handshake_ms, 50, 0),
                 chromium_handshake_p90_ms=_pct(self.handshake_ms, 90, 0),
+                chromium_handshake_retries=self.chromium_retries,
             )
         return out
 

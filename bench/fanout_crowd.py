@@ -88,6 +88,9 @@ NICE = 10
 PAGES_PER_BROWSER = 4
 IN_FLIGHT_PER_PAGE = 4
 """Handshakes a page has in flight (Chromium's wait grows as 2^pending)."""
+ATTEMPTS = 3
+"""Handshakes a session tries before it counts as failed, 0.5 s then 1 s apart (the
+spectator page reconnects too), while the ramp budget lasts."""
 HANDSHAKE_TIMEOUT_S = 15.0
 """A session not open by then counts as failed (as in the aioquic crowd)."""
 PROGRESS_S = 5.0
@@ -100,11 +103,11 @@ of its sessions and outside it by others."""
 Log = Callable[[str], None]
 
 OPEN_JS = """
-({url, hash, n, inFlight, deadline, timeoutMs, edgeMs}) => {
+({url, hash, n, inFlight, deadline, timeoutMs, edgeMs, attempts}) => {
   const value = new Uint8Array(hash.match(/../g).map((h) => parseInt(h, 16)));
   const options = {serverCertificateHashes: [{algorithm: "sha-256", value}]};
   const crowd = {started: 0, opened: 0, failed: 0, failures: {}, sessions: [], done: false,
-                 window: [Infinity, -Infinity], handshakes: []};
+                 window: [Infinity, -Infinity], handshakes: [], retries: 0};
   window.crowd = crowd;
   const fail = (why, count = 1) => {
     const key = String(why).slice(0, 80);
@@ -160,9 +163,8 @@ OPEN_JS = """
       });
       await Promise.race([wt.ready, expired]);
     } catch (e) {
-      fail(`${e.name || "Error"}: ${e.message || e}`);
       if (wt) { wt.ready.catch(() => {}); wt.closed.catch(() => {}); try { wt.close(); } catch {} }
-      return;
+      return `${e.name || "Error"}: ${e.message || e}`;
     } finally {
       clearTimeout(timer);
     }
@@ -173,6 +175,16 @@ OPEN_JS = """
     wt.closed.then(() => { s.closed = true; }, () => { s.closed = true; });
     watch(s).catch(() => {});
     count(s).catch(() => {});
+    return null;
+  };
+  const session = async () => {  // as the spectator page does: try again, a while later
+    for (let attempt = 1; ; attempt++) {
+      const why = await open();
+      if (why === null) return;
+      if (attempt >= attempts || performance.now() > deadline) { fail(why); return; }
+      crowd.retries++;
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
   };
   const worker = async () => {
     while (crowd.started < n) {
@@ -182,7 +194,7 @@ OPEN_JS = """
         return;
       }
       crowd.started++;
-      await open();
+      await session();
     }
   };
   Promise.all(Array.from({length: inFlight}, worker)).then(() => { crowd.done = true; });
@@ -190,7 +202,7 @@ OPEN_JS = """
 """
 PROGRESS_JS = """
 (k) => [window.crowd.opened, window.crowd.failed, window.crowd.done,
-        window.crowd.handshakes.slice(k)]
+        window.crowd.handshakes.slice(k), window.crowd.retries]
 """
 FAILURES_JS = "() => window.crowd.failures"
 WINDOW_JS = "(w) => { window.crowd.window = w; }"
@@ -238,6 +250,8 @@ class Opened:
     handshake_ms: list[float]
     """How long each opened session's handshake took, sorted (Chromium's throttling
     included: from ``new WebTransport`` to ``ready``)."""
+    retries: int = 0
+    """Handshakes that failed and were tried again (a session fails after ATTEMPTS)."""
 
 
 @dataclass(slots=True)
@@ -298,18 +312,20 @@ class ChromiumCrowd:
                     "deadline": page.to_page(deadline),
                     "timeoutMs": HANDSHAKE_TIMEOUT_S * 1000,
                     "edgeMs": EDGE_S * 1000,
+                    "attempts": ATTEMPTS,
                 },
             )
         limit = deadline + HANDSHAKE_TIMEOUT_S + 15
         logged, marks = started, [0] * len(self.pages)
         while True:
             done = True
-            opened = failed = 0
+            opened = failed = retries = 0
             for page in self.pages:
-                n_open, n_failed, page_done, handshakes = page.page.evaluate(
+                n_open, n_failed, page_done, handshakes, n_retries = page.page.evaluate(
                     PROGRESS_JS, len(page.handshake_ms)
                 )
                 opened, failed = opened + int(n_open), failed + int(n_failed)
+                retries += int(n_retries)
                 done = done and bool(page_done)
                 page.handshake_ms.extend(float(ms) for ms in handshakes)
             now = time.monotonic()
@@ -321,7 +337,8 @@ class ChromiumCrowd:
                 pairs = zip(self.pages, marks, strict=True)
                 latest = sorted(ms for page, mark in pairs for ms in page.handshake_ms[mark:])
                 self.log(
-                    f"  chromium: {opened} of {plan.sessions} sessions open, {failed} failed, "
+                    f"  chromium: {opened} of {plan.sessions} sessions open, {failed} failed "
+                    f"({retries} handshakes tried again), "
                     f"{len(latest) / (now - logged):.0f}/s, handshakes "
                     f"p50 {latest[len(latest) // 2] if latest else math.nan:.0f} ms"
                 )
@@ -332,7 +349,7 @@ class ChromiumCrowd:
             for reason, n in page.page.evaluate(FAILURES_JS).items():
                 failures[reason] = failures.get(reason, 0) + int(n)
         handshakes = sorted(ms for page in self.pages for ms in page.handshake_ms)
-        return Opened(opened, failures, time.monotonic() - started, handshakes)
+        return Opened(opened, failures, time.monotonic() - started, handshakes, retries)
 
     def set_window(self, start: float, end: float) -> None:
         """Count datagrams from ``start`` to ``end`` (monotonic seconds)."""

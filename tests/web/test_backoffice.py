@@ -180,6 +180,9 @@ def test_an_admin_prepares_a_race_and_starts_it(
     assert re.fullmatch(r"grr_\d+_[A-Za-z0-9_-]{20,}", credential), credential
     dialog.get_by_role("button", name="Done").click()
     expect(dialog).to_have_count(0)
+    # A closed dialog leaves the accessibility tree at once and the document on its
+    # "close" event, a task later: wait for that before reading the page's HTML.
+    expect(page.locator("#secret-value")).to_have_count(0)
     assert credential not in page.content()
     page.reload()
     expect(page.locator("#relays-rows tr", has_text="Finish line")).to_contain_text(
