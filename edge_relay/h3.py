@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import pylsqpack
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
+from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, Setting
 from aioquic.h3.events import (
     DataReceived,
@@ -33,9 +34,11 @@ from aioquic.h3.events import (
     WebTransportStreamDataReceived,
 )
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import QuicConnection, QuicConnectionState
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent
-from aioquic.tls import SessionTicket
+from aioquic.quic.packet import QuicFrameType, QuicPacketType
+from aioquic.quic.packet_builder import QuicPacketBuilder, QuicPacketBuilderStop
+from aioquic.tls import Epoch, SessionTicket
 
 log = logging.getLogger("gruppetto.relay.h3")
 
@@ -44,6 +47,9 @@ IDLE_TIMEOUT_S = 60.0
 MAX_PENDING_DATAGRAMS = 2
 """Datagrams queued per connection beyond which the oldest are dropped (latest wins)."""
 H3_REQUEST_CANCELLED = 0x10C
+LONE_PACKET_OVERHEAD = 64
+"""Room beyond a datagram's payload that :meth:`RelayQuicProtocol.send_lone_datagram`
+wants in the congestion window: short header, frame type and length, AEAD tag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +98,20 @@ class WebTransportSession:
         """True once the session or its connection ended."""
         self.state: Any = None
         """The fan-out's per-session data."""
+        self._prefix = encode_uint_var(session_id // 4)
 
     def send_datagram(self, data: bytes) -> None:
         """Send one datagram; if the connection is behind, older datagrams are dropped."""
         if self.closed or self.protocol.h3 is None:
             return
+        payload = self._prefix + data  # the session's quarter stream id, as aioquic's H3 does
+        if self.protocol.send_lone_datagram(payload):
+            return
         pending = self.protocol.pending_datagrams()
         while pending is not None and len(pending) >= MAX_PENDING_DATAGRAMS:
             pending.popleft()
             self.protocol.dropped_datagrams += 1
-        self.protocol.h3.send_datagram(self.session_id, data)
+        self.protocol._quic.send_datagram_frame(payload)
         self.protocol.transmit()
 
     def send_on_stream(self, data: bytes) -> None:
@@ -186,10 +196,174 @@ class RelayQuicProtocol(QuicConnectionProtocol):
         self.dropped_datagrams = 0
         self._requests: dict[int, _Request] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.quiet_acks = 0
+        """Packets taken in without a pass over the connection (see :meth:`_quiet`)."""
+        self.lone_datagrams = 0
+        """Datagrams sent by :meth:`send_lone_datagram`."""
+        self._losses = 0
+        self._flushed = False
+        quic = self._quic
+        if not quic._logger.isEnabledFor(logging.DEBUG):
+            # aioquic logs a few debug lines per packet; each call walks the logging
+            # machinery before it is dropped (3 % of a fan-out worker's CPU).
+            quic._logger.debug = _discard  # type: ignore[method-assign]
+        counted = quic._loss._on_packets_lost
+
+        def on_packets_lost(*, packets: Any, **kwargs: Any) -> None:
+            packets = list(packets)
+            if packets:
+                self._losses += 1
+            counted(packets=packets, **kwargs)
+
+        quic._loss._on_packets_lost = on_packets_lost  # type: ignore[method-assign]
 
     def pending_datagrams(self) -> Any:
         """aioquic's queue of datagram frames not yet sent (a deque), if it has one."""
         return getattr(self._quic, "_datagrams_pending", None)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        losses = self._losses
+        self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
+        self._process_events()
+        if losses == self._losses and addr is not None and self._quiet(addr):
+            self.quiet_acks += 1
+            self._arm_timer()
+        else:
+            self.transmit()
+
+    def transmit(self) -> None:
+        super().transmit()
+        self._flushed = bool(self.sessions) and self._idle()
+
+    def _quiet(self, addr: Any = None) -> bool:
+        """Whether a spectator's connection has nothing waiting to be sent, as far as the
+        last :meth:`transmit` left it (``_flushed``) and what may have changed since: an
+        ACK owed, a datagram queued, the connection closing, and (given ``addr``, where a
+        packet just came from) a new path to validate.
+
+        Every tick each spectator's browser acknowledges its datagram: a packet that asks
+        for nothing, yet aioquic would build (and drop) an empty packet for it, with a pass
+        over every stream of the connection; sending the next datagram is two such passes.
+        On a quiet connection :meth:`datagram_received` only re-arms the timer and
+        :meth:`send_lone_datagram` builds the one packet itself. Whatever else can make
+        something pending (data or frames we write, a packet that asks for an ACK, a loss,
+        a timer) goes through :meth:`transmit`, which sends it and checks anew.
+        """
+        quic = self._quic
+        if not self._flushed or quic._state is not QuicConnectionState.CONNECTED:
+            return False
+        if quic._datagrams_pending or quic._close_pending or quic._probe_pending:
+            return False
+        for space in quic._loss.spaces:
+            if space.ack_at is not None:
+                return False
+        if addr is not None:
+            paths = quic._network_paths
+            if len(paths) != 1 or paths[0].addr != addr:
+                return False
+        return True
+
+    def _idle(self) -> bool:
+        """Whether the connection has nothing at all waiting to be sent: no ACK owed, no
+        data, datagram, probe or control frame pending, no stream to retire, no path to
+        validate (the whole check, after each :meth:`transmit` of a spectator's)."""
+        quic = self._quic
+        if (
+            quic._state is not QuicConnectionState.CONNECTED
+            or not quic._handshake_confirmed
+            or quic._close_pending
+            or quic._probe_pending
+            or quic._ping_pending
+            or quic._datagrams_pending
+            or quic._handshake_done_pending
+            or quic._streams_blocked_pending
+            or quic._retire_connection_ids
+            or self._requests
+            or len(quic._network_paths) != 1
+        ):
+            return False
+        path = quic._network_paths[0]
+        if not path.is_validated or path.remote_challenges:
+            return False
+        for space in quic._loss.spaces:
+            if space.ack_at is not None:
+                return False
+        for cid in quic._host_cids:
+            if not cid.was_sent:
+                return False
+        max_data = quic._local_max_data
+        if max_data.used * 2 > max_data.value:
+            return False
+        for limit in (max_data, quic._local_max_streams_bidi, quic._local_max_streams_uni):
+            if limit.value != limit.sent:
+                return False
+        for stream in quic._streams.values():
+            sender, local = stream.sender, stream.max_stream_data_local
+            if (
+                stream.is_finished
+                or not sender.buffer_is_empty
+                or sender.reset_pending
+                or stream.receiver.stop_pending
+                or stream.max_stream_data_local_sent != local
+                or (local and stream.receiver.highest_offset * 2 > local)
+            ):
+                return False
+        return all(stream.sender.buffer_is_empty for stream in quic._crypto_streams.values())
+
+    def send_lone_datagram(self, payload: bytes) -> bool:
+        """Send ``payload`` as a DATAGRAM frame alone in a packet, if the connection is
+        :meth:`_quiet` and neither pacing nor the congestion window holds it back; False
+        (nothing done) otherwise. The packet is numbered, protected and registered for
+        loss recovery by aioquic's own builder and bookkeeping, as :meth:`transmit`
+        would."""
+        quic, transport = self._quic, self._transport
+        if transport is None or quic._version is None or not self._quiet():
+            return False
+        now = self._loop.time()
+        loss = quic._loss
+        if loss._pacer.next_send_time(now=now) is not None:
+            return False
+        room = loss.congestion_window - loss.bytes_in_flight
+        if room < len(payload) + LONE_PACKET_OVERHEAD:
+            return False
+        builder = QuicPacketBuilder(
+            host_cid=quic.host_cid,
+            is_client=quic._is_client,
+            max_datagram_size=quic._max_datagram_size,
+            packet_number=quic._packet_number,
+            peer_cid=quic._peer_cid.cid,
+            peer_token=quic._peer_token,
+            quic_logger=quic._quic_logger,
+            spin_bit=quic._spin_bit,
+            version=quic._version,
+        )
+        builder.max_flight_bytes = room
+        try:
+            builder.start_packet(QuicPacketType.ONE_RTT, quic._cryptos[Epoch.ONE_RTT])
+            quic._write_datagram_frame(
+                builder=builder, data=payload, frame_type=QuicFrameType.DATAGRAM_WITH_LENGTH
+            )
+        except QuicPacketBuilderStop:  # too big for the packet: aioquic's way decides
+            return False
+        loss._pacer.update_after_send(now=now)
+        path = quic._network_paths[0]
+        for datagram, addr in quic._flush_builder(
+            builder=builder, network_path=path, peer_cid=quic._peer_cid.cid, now=now
+        ):
+            transport.sendto(datagram, addr)
+        self.lone_datagrams += 1
+        self._arm_timer()
+        return True
+
+    def _arm_timer(self) -> None:
+        """aioquic's timer upkeep at the end of :meth:`transmit`, without the sending."""
+        timer_at = self._quic.get_timer()
+        if self._timer is not None and self._timer_at != timer_at:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None and timer_at is not None:
+            self._timer = self._loop.call_at(timer_at, self._handle_timer)
+        self._timer_at = timer_at
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
@@ -308,6 +482,10 @@ class RelayQuicProtocol(QuicConnectionProtocol):
             session.closed = True
             self.handler.session_closed(session)
         self.sessions.clear()
+
+
+def _discard(*_args: Any, **_kwargs: Any) -> None:
+    """A log call that does nothing."""
 
 
 class SessionTickets:
