@@ -2,11 +2,12 @@
 
     python -m bench.fanout --json     # 5,000 WebTransport sessions (a few minutes)
     python -m bench.fanout --quick    # 500 sessions (~65 s, 20 s of it registering racers)
-    python -m bench.fanout --relay-workers 2   # the relay with 2 fan-out worker processes
+    python -m bench.fanout --relay-workers 0   # the relay alone (default: a worker per core)
     python -m bench.fanout --crowd python      # the sessions from aioquic client processes
 
-Starts a real cloud and a real relay (``gruppetto cloud``, ``gruppetto relay``) on
-127.0.0.1, a live race of 50 riders (registered racers with enrolled devices), and runs:
+Starts a real cloud and a real relay (``gruppetto cloud``, ``gruppetto relay``, with a
+fan-out worker process per core unless ``--relay-workers`` says otherwise) on 127.0.0.1,
+a live race of 50 riders (registered racers with enrolled devices), and runs:
 
 1. **Latency.** Every rider uploads a fix each second over HTTP/3, sent on the UTC second
    as GPS receivers fix, in the protocol's live mode (session hello, MAC'd 1-fix batches,
@@ -98,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--relay-workers",
         type=int,
-        default=0,
-        help="the relay's fan-out worker processes (gruppetto relay --fanout-workers)",
+        default=os.cpu_count() or 1,
+        help="the relay's fan-out worker processes (gruppetto relay --fanout-workers; "
+        "default: one per core, as docs/relay.md advises for thousands of spectators)",
     )
     parser.add_argument(
         "--crowd",

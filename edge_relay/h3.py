@@ -15,6 +15,7 @@ stream is registered as a WebTransport stream of its session first.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 from collections import OrderedDict
@@ -566,6 +567,29 @@ class RelayQuicServer(QuicServer):
         assert isinstance(table, _ProtocolsByCid)
         for cid in list(table.cids.get(protocol, ())):
             del table[cid]
+
+
+GC_YOUNG_THRESHOLD = 50_000
+"""Allocations between two collections of the garbage collector's youngest generation
+(Python's default: 700)."""
+
+
+def settle_heap() -> None:
+    """Tune the garbage collector for a process holding thousands of QUIC connections.
+
+    Everything made while starting (modules, classes, the races' courses) goes out of the
+    collector's sight (``gc.freeze``). And aioquic makes a few objects per packet that
+    live until the packet's ACK, tens of milliseconds: at Python's default threshold the
+    young collections ran every hundred datagrams or so, carried those objects into the
+    older generations and made the collector walk them again and again — 13 % of a fan-out
+    worker's CPU with 3,500 sessions. A young generation of :data:`GC_YOUNG_THRESHOLD`
+    lets them die young (collections ~17 → ~3 µs per session-second); the oldest
+    generation keeps Python's pace, so closed connections' cycles are still freed.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, max(middle, 20), oldest)
 
 
 UDP_BUFFER_BYTES = 4 * 1024 * 1024

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import signal
@@ -11,6 +10,7 @@ import sys
 
 import click
 
+from .h3 import settle_heap
 from .relay import Relay, RelayNotConfigured
 from .settings import RelaySettings
 from .tls import RelayCertificateError
@@ -50,11 +50,3 @@ async def _main(settings: RelaySettings) -> None:
         await stop.wait()
     finally:
         await relay.stop()
-
-
-def settle_heap() -> None:
-    """Move everything made while starting (modules, classes, the races' courses) out of
-    the garbage collector's sight: a full collection then scans only what the relay makes
-    while it runs, and pauses the loop for a few milliseconds instead of tens."""
-    gc.collect()
-    gc.freeze()

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import gc
 import json
 import logging
 import multiprocessing
@@ -63,6 +62,7 @@ from .h3 import (
     grow_buffers,
     quic_configuration,
     serve_h3,
+    settle_heap,
 )
 
 log = logging.getLogger("gruppetto.relay.workers")
@@ -490,8 +490,7 @@ class _Worker:
         answers = asyncio.create_task(self._answers(reader))
         loop = asyncio.get_running_loop()
         self.channel.setblocking(False)
-        gc.collect()  # as the main process does (edge_relay.serve.settle_heap)
-        gc.freeze()
+        settle_heap()  # as the main process does
         self.channel.send(_pack(["ready"]))
         loop.add_reader(self.channel.fileno(), self._read)
         counting = asyncio.create_task(self._count())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,3 +67,16 @@ def test_closed_connections_leave_no_connection_ids_behind(tmp_path: Path) -> No
             server.close()
 
     asyncio.run(go())
+
+
+def test_a_relay_process_lets_per_packet_objects_die_young() -> None:
+    """settle_heap: startup objects frozen, a large young generation (in a fresh process,
+    so this one's collector is left alone)."""
+    script = (
+        "import gc; from edge_relay.h3 import settle_heap, GC_YOUNG_THRESHOLD as T; "
+        "settle_heap(); y, m, o = gc.get_threshold(); "
+        "print(y == T, m >= 20, o == 10, gc.get_freeze_count() > 1000)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"] * 4
