@@ -107,7 +107,7 @@ def _hostport(
     show_default=True,
     help="Extra processes serving WebTransport spectators on their own UDP port "
     "(--spectator-port) and sharing the tracker port (uploads are answered by the main "
-    "process): one per spare core.",
+    "process): one per core for thousands of spectators.",
 )
 @click.option(
     "--spectator-port",
